@@ -1,0 +1,66 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// tracerelay: a trace collector/relay for service meshes.
+// Layering (see ../shared/DESIGN.md): Spans ← Codecs, Routing; Buffering and Transport stand alone;
+// Relay wires them together; the `tracerelay` command sits on top.
+let package = Package(
+    name: "tracerelay",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tracerelay", targets: ["tracerelay"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C libraries from Debian's -dev packages, wrapped thinly.
+        .systemLibrary(name: "CNghttp2", path: "Sources/CNghttp2", pkgConfig: "libnghttp2",
+                       providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
+                       providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "CShims", path: "Sources/CShims"),
+
+        .target(name: "Spans"),
+        .target(name: "Codecs", dependencies: [
+            "Spans", "CZlib", "CZstd",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
+        .target(name: "Routing", dependencies: [
+            "Spans",
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .target(name: "Buffering", dependencies: [
+            "CZstd", "CShims",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Transport", dependencies: [
+            "CNghttp2", "CShims",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "DequeModule", package: "swift-collections"),
+        ]),
+        .target(name: "Relay", dependencies: [
+            "Spans", "Codecs", "Routing", "Buffering", "Transport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "tracerelay", dependencies: [
+            "Relay", "Routing", "Buffering", "Transport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "SpansTests", dependencies: ["Spans"]),
+        .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Spans"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "Spans"]),
+        .testTarget(name: "BufferingTests", dependencies: ["Buffering"]),
+        .testTarget(name: "TransportTests", dependencies: ["Transport"]),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "Transport", "Spans", "Codecs"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// Buffering: see ../shared/DESIGN.md

@@ -1,0 +1,43 @@
+#define _GNU_SOURCE
+#include "CShims.h"
+#include <stdint.h>
+#include <string.h>
+
+int tr_accept4_nonblock(int fd, struct sockaddr *addr, socklen_t *len) {
+    return accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+int tr_sock_nonblock(void) { return SOCK_NONBLOCK; }
+int tr_sock_cloexec(void) { return SOCK_CLOEXEC; }
+
+static uint32_t crc_table[8][256];
+static int crc_ready = 0;
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = crc_table[0][i];
+        for (int t = 1; t < 8; t++) { c = crc_table[0][c & 0xff] ^ (c >> 8); crc_table[t][i] = c; }
+    }
+    __atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
+}
+
+unsigned int tr_crc32c(unsigned int crc, const void *data, unsigned long len) {
+    if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE)) crc_init();
+    const unsigned char *p = (const unsigned char *)data;
+    uint32_t c = ~crc;
+    while (len && ((uintptr_t)p & 7)) { c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8); len--; }
+    while (len >= 8) {
+        uint64_t w; memcpy(&w, p, 8);
+        w ^= c;
+        c = crc_table[7][w & 0xff] ^ crc_table[6][(w >> 8) & 0xff] ^ crc_table[5][(w >> 16) & 0xff] ^
+            crc_table[4][(w >> 24) & 0xff] ^ crc_table[3][(w >> 32) & 0xff] ^ crc_table[2][(w >> 40) & 0xff] ^
+            crc_table[1][(w >> 48) & 0xff] ^ crc_table[0][(w >> 56) & 0xff];
+        p += 8; len -= 8;
+    }
+    while (len--) c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    return ~c;
+}

@@ -1,0 +1,1 @@
+// Codecs: see ../shared/DESIGN.md

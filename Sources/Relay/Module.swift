@@ -1,0 +1,1 @@
+// Relay: see ../shared/DESIGN.md

@@ -1,0 +1,33 @@
+/// Why a stage did not take a batch. Every stage classifies its failures so the one before
+/// it knows whether to drop (permanent) or retry later (retryable).
+public struct ConsumeError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: Sendable, Hashable {
+        /// The data can never be accepted (bad content, refused by policy): drop, count, log once.
+        case permanent
+        /// A later attempt may succeed (queue full, backend down): requeue or tell the client to retry.
+        case retryable
+    }
+
+    public var kind: Kind
+    /// A short machine-readable code (`queue_full`, `residency_refused`, …) used in metrics and JSON replies.
+    public var code: String
+    /// A sentence a person can act on.
+    public var message: String
+    /// For retryable errors, how long the caller should wait, when the stage can tell.
+    public var retryAfterSeconds: Int?
+
+    public init(_ kind: Kind, code: String, message: String, retryAfterSeconds: Int? = nil) {
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
+
+/// The one interface between pipeline stages: take a batch, answer once, possibly later
+/// (after the batch is durably queued, say). `completion` may run on any thread.
+public protocol SpanConsumer: Sendable {
+    func consume(_ batch: SpanBatch, completion: @escaping @Sendable (Result<Void, ConsumeError>) -> Void)
+}

@@ -1,0 +1,54 @@
+import Dispatch
+
+/// The connection side a protocol engine talks to. Implemented by the socket connection of
+/// the event loop; a test can implement it with plain buffers. Every call happens on `queue`.
+package protocol ConnectionContext: AnyObject {
+    /// The connection's serial queue. Engines hop here before touching their state when a
+    /// handler answers from another thread.
+    var queue: DispatchQueue { get }
+    /// The engine has new output for `drainOutput`; the connection arms its write source.
+    func outputAvailable()
+    /// "ip:port" of the peer.
+    var remoteAddress: String { get }
+    /// Listener name, copied into each request.
+    var listener: String { get }
+}
+
+/// What the engine wants the connection to do after a call.
+package enum EngineDisposition: Equatable, Sendable {
+    /// Keep reading.
+    case open
+    /// Stop reading for now (unsent output or in-flight requests are over their limits);
+    /// the engine calls `outputAvailable()` when it can take more.
+    case pauseReading
+    /// Send what is pending, then close.
+    case closeAfterFlush
+    /// Close at once (protocol error beyond recovery, output already queued is dropped).
+    case closeNow
+}
+
+/// A sans-IO protocol engine (HTTP/1.1 parser or HTTP/2 session): bytes in, requests to the
+/// handler, bytes out. Owned by one connection and used only on its queue.
+package protocol ProtocolEngine: AnyObject {
+    /// Bytes read from the peer. The engine parses them, hands complete requests to its
+    /// handler and may queue output.
+    func receive(_ bytes: UnsafeRawBufferPointer) -> EngineDisposition
+    /// Moves up to `limit` bytes of pending output to the end of `out`.
+    func drainOutput(into out: inout [UInt8], limit: Int)
+    /// Whether output is pending.
+    var hasPendingOutput: Bool { get }
+    /// The current wish (after output was drained or a response was queued).
+    var disposition: EngineDisposition { get }
+    /// Requests read but not yet fully answered.
+    var inFlightRequests: Int { get }
+    /// The peer half-closed (EOF). Answer what is in flight, then close.
+    func peerClosed() -> EngineDisposition
+    /// Graceful shutdown: stop taking new requests (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`
+    /// on the next response), finish the ones in flight.
+    func beginShutdown() -> EngineDisposition
+    /// A timer of the connection fired (idle / header-read / body-read): the engine answers
+    /// with 408 where that makes sense and says whether to close.
+    func timeout(_ kind: TimeoutKind) -> EngineDisposition
+}
+
+package enum TimeoutKind: Sendable { case idle, headerRead, bodyRead }

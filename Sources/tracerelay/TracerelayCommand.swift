@@ -1,0 +1,6 @@
+import ArgumentParser
+
+struct TracerelayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "tracerelay", abstract: "Trace collector/relay for service meshes.")
+    func run() throws {}
+}

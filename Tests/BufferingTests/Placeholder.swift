@@ -1,0 +1,4 @@
+import Testing
+@testable import Buffering
+
+@Suite struct BufferingPlaceholder { @Test func builds() {} }

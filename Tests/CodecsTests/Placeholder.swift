@@ -1,0 +1,4 @@
+import Testing
+@testable import Codecs
+
+@Suite struct CodecsPlaceholder { @Test func builds() {} }

@@ -1,0 +1,4 @@
+import Testing
+@testable import Relay
+
+@Suite struct RelayPlaceholder { @Test func builds() {} }

@@ -1,0 +1,4 @@
+import Testing
+@testable import Routing
+
+@Suite struct RoutingPlaceholder { @Test func builds() {} }

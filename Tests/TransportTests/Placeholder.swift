@@ -1,0 +1,4 @@
+import Testing
+@testable import Transport
+
+@Suite struct TransportPlaceholder { @Test func builds() {} }
