@@ -9,6 +9,12 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "tracerelay", targets: ["tracerelay"]),
+        // Libraries so Benchmarks/ and loadtest/ can link the stages they measure.
+        .library(name: "Spans", targets: ["Spans"]),
+        .library(name: "Codecs", targets: ["Codecs"]),
+        .library(name: "Routing", targets: ["Routing"]),
+        .library(name: "Buffering", targets: ["Buffering"]),
+        .library(name: "Transport", targets: ["Transport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
