@@ -25,6 +25,25 @@ package enum EngineDisposition: Equatable, Sendable {
     case closeAfterFlush
     /// Close at once (protocol error beyond recovery, output already queued is dropped).
     case closeNow
+    /// HTTP/1.1 accepted `Upgrade: h2c`: the connection sends the pending output (the 101
+    /// response), takes `HTTP1Engine.takeUpgrade()` and continues with an HTTP/2 engine.
+    case upgradeToHTTP2
+}
+
+/// What an HTTP/1.1 engine hands over when a request asked for `Upgrade: h2c`.
+package struct H2CUpgrade: Sendable {
+    /// The request that carried the upgrade, complete with its body; it becomes stream 1.
+    package var request: HTTPRequest
+    /// The `HTTP2-Settings` header, base64url-decoded (a SETTINGS frame payload).
+    package var settingsPayload: [UInt8]
+    /// Bytes the peer already sent after the request (the HTTP/2 preface and frames).
+    package var remainingBytes: [UInt8]
+
+    package init(request: HTTPRequest, settingsPayload: [UInt8], remainingBytes: [UInt8]) {
+        self.request = request
+        self.settingsPayload = settingsPayload
+        self.remainingBytes = remainingBytes
+    }
 }
 
 /// A sans-IO protocol engine (HTTP/1.1 parser or HTTP/2 session): bytes in, requests to the

@@ -1,7 +1,7 @@
 import Benchmark
 
+// Each format's suite lives in its own file (ZipkinBenchmarks.swift, DatadogBenchmarks.swift).
 let benchmarks: @Sendable () -> Void = {
-    Benchmark("Codecs placeholder") { benchmark in
-        for _ in benchmark.scaledIterations { blackHole(1) }
-    }
+    zipkinBenchmarks()
+    datadogBenchmarks()
 }

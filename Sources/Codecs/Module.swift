@@ -1,1 +1,0 @@
-// Codecs: see ../shared/DESIGN.md
