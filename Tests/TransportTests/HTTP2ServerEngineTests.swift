@@ -83,7 +83,8 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         #expect(h.run { c, _ in c.response(big)?.closed == true })
         let r = h.onQueue { c, _ in c.response(big) }
         #expect(r?.status == 413)
-        #expect(String(decoding: r?.body ?? [], as: UTF8.self).contains("body_too_large"))
+        let text = String(decoding: r?.body ?? [], as: UTF8.self)
+        #expect(text.contains("body_too_large"))
         #expect(seen.count == 0)
         // The connection stays usable, and a body at the limit passes.
         let body = randomBytes(20_000, seed: 6)
@@ -251,7 +252,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
             }
             let h = H2Harness(handler: checksumHandler(), split: .random(seed: UInt64(round)))
             h.onQueue { _, _ in h.feed(bytes) }
-            h.run(seconds: 0.05) { _, _ in false }
+            for _ in 0..<3 { h.step() }
             let d = h.disposition
             #expect([EngineDisposition.open, .closeAfterFlush, .pauseReading].contains(d))
         }
@@ -301,6 +302,39 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         #expect(c.maxBodyBytes == 25 << 20)
         #expect(c.maxHeaderListBytes == 64 << 10)
         #expect(c.maxFrameSize == 16_384)
+    }
+
+    /// The server preface: SETTINGS with our limits, then WINDOW_UPDATE raising the connection
+    /// window from the protocol's 64 KiB to the configured size.
+    @Test func serverPrefaceAnnouncesLimits() {
+        var config = HTTP2Configuration()
+        config.maxConcurrentStreams = 100
+        config.connectionWindow = 8 << 20
+        let h = H2Harness(handler: checksumHandler(), configuration: config)
+        h.step()
+        var frames: [(type: UInt8, stream: UInt32, payload: [UInt8])] = []
+        var i = 0
+        let b = h.serverBytes
+        while i + 9 <= b.count {
+            let len = Int(b[i]) << 16 | Int(b[i + 1]) << 8 | Int(b[i + 2])
+            let stream = (UInt32(b[i + 5]) << 24 | UInt32(b[i + 6]) << 16 | UInt32(b[i + 7]) << 8 | UInt32(b[i + 8])) & 0x7fff_ffff
+            frames.append((b[i + 3], stream, Array(b[(i + 9)..<min(b.count, i + 9 + len)])))
+            i += 9 + len
+        }
+        #expect(frames.first?.type == 0x4)
+        var settings: [UInt16: UInt32] = [:]
+        if let p = frames.first?.payload {
+            for j in stride(from: 0, to: p.count - 5, by: 6) {
+                settings[UInt16(p[j]) << 8 | UInt16(p[j + 1])] = UInt32(p[j + 2]) << 24 | UInt32(p[j + 3]) << 16 | UInt32(p[j + 4]) << 8 | UInt32(p[j + 5])
+            }
+        }
+        #expect(settings[0x3] == 100)
+        #expect(settings[0x4] == 1 << 20)
+        #expect(settings[0x5] == 16_384)
+        #expect(settings[0x6] == 64 << 10)
+        let update = frames.first { $0.type == 0x8 && $0.stream == 0 }
+        let increment = update.map { p in (UInt32(p.payload[0]) << 24 | UInt32(p.payload[1]) << 16 | UInt32(p.payload[2]) << 8 | UInt32(p.payload[3])) & 0x7fff_ffff }
+        #expect(increment == UInt32(8 << 20) - 65_535)
     }
 
     /// The connection window is raised at start, so a client can send far more than 64 KiB
