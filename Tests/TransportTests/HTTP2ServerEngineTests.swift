@@ -4,34 +4,34 @@ import Testing
 
 /// Answers 202 with the FNV-1a checksum and length of the body it got, so the test can verify
 /// every byte arrived.
-private func checksumHandler(_ seen: Recorder<HTTPRequest>? = nil) -> ClosureHandler {
+private func checksumHandler(_ seen: H2Recorder<HTTPRequest>? = nil) -> ClosureHandler {
     ClosureHandler { request, respond in
         seen?.add(request)
-        respond(HTTPResponse(status: 202, headers: [("X-Checksum", String(fnv1a(request.body))), ("Connection", "keep-alive")],
-                             body: Array("\(request.body.count) \(fnv1a(request.body))".utf8)))
+        respond(HTTPResponse(status: 202, headers: [("X-Checksum", String(h2Checksum(request.body))), ("Connection", "keep-alive")],
+                             body: Array("\(request.body.count) \(h2Checksum(request.body))".utf8)))
     }
 }
 
 /// Keeps `respond` closures for the test to call later.
 private final class HeldAnswers: @unchecked Sendable {
-    // Guarded by the Recorder's mutex.
-    let responders = Recorder<@Sendable (HTTPResponse) -> Void>()
+    // Guarded by the H2Recorder's mutex.
+    let responders = H2Recorder<@Sendable (HTTPResponse) -> Void>()
     var handler: ClosureHandler { ClosureHandler { _, respond in self.responders.add(respond) } }
 }
 
 private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(response?.status == 202, sourceLocation: sourceLocation)
-    #expect(response.map { String(decoding: $0.body, as: UTF8.self) } == "\(body.count) \(fnv1a(body))", sourceLocation: sourceLocation)
-    #expect(response?.headers.first { $0.name == "content-length" }?.value == String("\(body.count) \(fnv1a(body))".utf8.count),
+    #expect(response.map { String(decoding: $0.body, as: UTF8.self) } == "\(body.count) \(h2Checksum(body))", sourceLocation: sourceLocation)
+    #expect(response?.headers.first { $0.name == "content-length" }?.value == String("\(body.count) \(h2Checksum(body))".utf8.count),
             sourceLocation: sourceLocation)
 }
 
 @Suite struct HTTP2ServerEngineTests {
-    @Test(arguments: [Split.whole, .byteByByte, .random(seed: 7), .random(seed: 12345)])
-    func post50KBodyArrivesIntact(split: Split) {
-        let seen = Recorder<HTTPRequest>()
+    @Test(arguments: [H2Split.whole, .byteByByte, .random(seed: 7), .random(seed: 12345)])
+    func post50KBodyArrivesIntact(split: H2Split) {
+        let seen = H2Recorder<HTTPRequest>()
         let h = H2Harness(handler: checksumHandler(seen), split: split)
-        let body = randomBytes(50_000, seed: 42)
+        let body = h2RandomBytes(50_000, seed: 42)
         let id = h.onQueue { c, _ in c.request(method: "POST", path: "/api/v2/spans?x=1&y=2", headers: [("content-type", "application/json")], body: body) }
         #expect(h.run { c, _ in c.response(id)?.closed == true })
         expectChecksumAnswer(h.onQueue { c, _ in c.response(id) }, body: body)
@@ -52,11 +52,11 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         #expect(h.disposition == .open)
     }
 
-    @Test(arguments: [Split.whole, .random(seed: 99)])
-    func tenConcurrentStreams(split: Split) {
-        let seen = Recorder<HTTPRequest>()
+    @Test(arguments: [H2Split.whole, .random(seed: 99)])
+    func tenConcurrentStreams(split: H2Split) {
+        let seen = H2Recorder<HTTPRequest>()
         let h = H2Harness(handler: checksumHandler(seen), split: split)
-        let bodies = (0..<10).map { randomBytes(1_000 + $0 * 7_919, seed: UInt64($0)) }
+        let bodies = (0..<10).map { h2RandomBytes(1_000 + $0 * 7_919, seed: UInt64($0)) }
         let ids = h.onQueue { c, _ in bodies.map { c.request(path: "/s", body: $0) } }
         #expect(h.run { c, _ in ids.allSatisfy { c.response($0)?.closed == true } })
         for (id, body) in zip(ids, bodies) { expectChecksumAnswer(h.onQueue { c, _ in c.response(id) }, body: body) }
@@ -65,7 +65,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
 
     @Test func bodyWithoutContentLengthAndEmptyBody() {
         let h = H2Harness(handler: checksumHandler())
-        let body = randomBytes(70_000, seed: 3)
+        let body = h2RandomBytes(70_000, seed: 3)
         let a = h.onQueue { c, _ in c.request(body: body, contentLength: false) }
         let b = h.onQueue { c, _ in c.request(method: "GET", path: "/empty") }
         #expect(h.run { c, _ in c.response(a)?.closed == true && c.response(b)?.closed == true })
@@ -75,11 +75,11 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
 
     @Test(arguments: [true, false])
     func bodyOverTheLimitGets413(declared: Bool) {
-        let seen = Recorder<HTTPRequest>()
+        let seen = H2Recorder<HTTPRequest>()
         var config = HTTP2Configuration()
         config.maxBodyBytes = 20_000
         let h = H2Harness(handler: checksumHandler(seen), configuration: config)
-        let big = h.onQueue { c, _ in c.request(body: randomBytes(50_000, seed: 5), contentLength: declared) }
+        let big = h.onQueue { c, _ in c.request(body: h2RandomBytes(50_000, seed: 5), contentLength: declared) }
         #expect(h.run { c, _ in c.response(big)?.closed == true })
         let r = h.onQueue { c, _ in c.response(big) }
         #expect(r?.status == 413)
@@ -87,7 +87,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         #expect(text.contains("body_too_large"))
         #expect(seen.count == 0)
         // The connection stays usable, and a body at the limit passes.
-        let body = randomBytes(20_000, seed: 6)
+        let body = h2RandomBytes(20_000, seed: 6)
         let ok = h.onQueue { c, _ in c.request(body: body) }
         #expect(h.run { c, _ in c.response(ok)?.closed == true })
         expectChecksumAnswer(h.onQueue { c, _ in c.response(ok) }, body: body)
@@ -98,7 +98,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
     @Test func headerListOverTheLimitGets431() {
         var config = HTTP2Configuration()
         config.maxHeaderListBytes = 2_000
-        let seen = Recorder<HTTPRequest>()
+        let seen = H2Recorder<HTTPRequest>()
         let h = H2Harness(handler: checksumHandler(seen), configuration: config)
         let id = h.onQueue { c, _ in c.request(headers: [("x-big", String(repeating: "a", count: 3_000))], body: [1, 2, 3]) }
         #expect(h.run { c, _ in c.response(id)?.closed == true })
@@ -121,17 +121,17 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         let handler = ClosureHandler { request, respond in
             let delay = Int(request.path.dropFirst()) ?? 0
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(delay)) {
-                respond(HTTPResponse(status: 202, body: Array("\(request.body.count) \(fnv1a(request.body))".utf8)))
+                respond(HTTPResponse(status: 202, body: Array("\(request.body.count) \(h2Checksum(request.body))".utf8)))
             }
         }
         let h = H2Harness(handler: handler)
-        let bodies = (0..<8).map { randomBytes(3_000 * ($0 + 1), seed: UInt64(100 + $0)) }
+        let bodies = (0..<8).map { h2RandomBytes(3_000 * ($0 + 1), seed: UInt64(100 + $0)) }
         let ids = h.onQueue { c, _ in bodies.enumerated().map { c.request(path: "/\((8 - $0.offset) * 5)", body: $0.element) } }
         #expect(h.run { c, _ in ids.allSatisfy { c.response($0)?.closed == true } })
         for (id, body) in zip(ids, bodies) {
             let r = h.onQueue { c, _ in c.response(id) }
             #expect(r?.status == 202)
-            #expect(r.map { String(decoding: $0.body, as: UTF8.self) } == "\(body.count) \(fnv1a(body))")
+            #expect(r.map { String(decoding: $0.body, as: UTF8.self) } == "\(body.count) \(h2Checksum(body))")
         }
         #expect(h.context.queue.sync { h.context.outputAvailableCalls } >= 8)
     }
@@ -161,7 +161,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
     @Test func shutdownFinishesTheStreamInFlight() {
         let held = HeldAnswers()
         let h = H2Harness(handler: held.handler)
-        let id = h.onQueue { c, _ in c.request(body: randomBytes(10_000, seed: 8)) }
+        let id = h.onQueue { c, _ in c.request(body: h2RandomBytes(10_000, seed: 8)) }
         #expect(h.run { _, _ in held.responders.count == 1 })
         let d = h.onQueue { _, e in e.beginShutdown() }
         #expect(d != .closeAfterFlush && d != .closeNow)
@@ -210,7 +210,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         let h = H2Harness(handler: checksumHandler())
         let preface = h.onQueue { c, _ in c.output() }
         var garbage = preface
-        garbage += randomBytes(200, seed: 77)
+        garbage += h2RandomBytes(200, seed: 77)
         h.onQueue { _, _ in h.feed(garbage) }
         var out: [UInt8] = []
         h.onQueue { _, e in while e.hasPendingOutput { e.drainOutput(into: &out, limit: 1_000) } }
@@ -232,10 +232,10 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
     /// must never trap, and must end up in a sane disposition.
     @Test func mutatedTrafficNeverCrashes() {
         let client = HTTP2TestClient()
-        _ = client.request(method: "POST", path: "/a?b", headers: [("x-k", "v")], body: randomBytes(3_000, seed: 1))
+        _ = client.request(method: "POST", path: "/a?b", headers: [("x-k", "v")], body: h2RandomBytes(3_000, seed: 1))
         _ = client.request(method: "GET", path: "/c")
         let valid = client.output()
-        var rng = SplitMix64(seed: 2024)
+        var rng = H2SplitMix64(seed: 2024)
         for round in 0..<300 {
             var bytes = valid
             switch round % 3 {
@@ -262,8 +262,8 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
     func upgradeAnswersStreamOne(head: Bool) throws {
         let client = HTTP2TestClient()
         client.upgrade(head: head)
-        let body = randomBytes(5_000, seed: 11)
-        let seen = Recorder<HTTPRequest>()
+        let body = h2RandomBytes(5_000, seed: 11)
+        let seen = H2Recorder<HTTPRequest>()
         let request = HTTPRequest(method: head ? "HEAD" : "POST", path: "/api/v2/spans", query: "", version: .http1_1,
                                   headers: HTTPHeaders([("content-type", "application/json")]), body: head ? [] : body)
         let upgrade = H2CUpgrade(request: request, settingsPayload: client.settingsPayload(), remainingBytes: client.output())
@@ -287,7 +287,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
     }
 
     @Test func upgradeWithBadSettingsThrows() {
-        let ctx = TestConnectionContext()
+        let ctx = H2TestContext()
         let upgrade = H2CUpgrade(request: HTTPRequest(method: "GET", path: "/"), settingsPayload: [0, 4, 0], remainingBytes: [])
         #expect(throws: HTTP2Error.self) {
             _ = try HTTP2ServerEngine(context: ctx, handler: checksumHandler(), configuration: HTTP2Configuration(), upgrade: upgrade)
@@ -341,7 +341,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
     /// across streams before any stream's data is acknowledged.
     @Test func largeBodiesUseTheRaisedWindows() {
         let h = H2Harness(handler: checksumHandler())
-        let bodies = (0..<4).map { randomBytes(600_000, seed: UInt64(500 + $0)) }
+        let bodies = (0..<4).map { h2RandomBytes(600_000, seed: UInt64(500 + $0)) }
         let ids = h.onQueue { c, _ in bodies.map { c.request(body: $0) } }
         #expect(h.run { c, _ in ids.allSatisfy { c.response($0)?.closed == true } })
         for (id, body) in zip(ids, bodies) { expectChecksumAnswer(h.onQueue { c, _ in c.response(id) }, body: body) }

@@ -176,7 +176,7 @@ private func clientReadBody(_ s: OpaquePointer?, _ id: Int32, _ buf: UnsafeMutab
 // MARK: Harness
 
 /// A connection stand-in with a real serial queue; counts `outputAvailable` calls.
-final class TestConnectionContext: ConnectionContext, @unchecked Sendable {
+final class H2TestContext: ConnectionContext, @unchecked Sendable {
     // Only touched on `queue` (the engine calls it there), like a real connection.
     let queue = DispatchQueue(label: "test.h2.connection")
     var outputAvailableCalls = 0
@@ -186,15 +186,15 @@ final class TestConnectionContext: ConnectionContext, @unchecked Sendable {
 }
 
 /// How client bytes are cut before they reach the engine.
-enum Split: Sendable, CustomStringConvertible {
+enum H2Split: Sendable, CustomStringConvertible {
     case whole, byteByByte, random(seed: UInt64)
     var description: String {
         switch self { case .whole: "whole"; case .byteByByte: "byte-by-byte"; case .random(let s): "random(\(s))" }
     }
 }
 
-/// SplitMix64: a small deterministic generator so failures can be replayed from the seed.
-struct SplitMix64: RandomNumberGenerator {
+/// H2SplitMix64: a small deterministic generator so failures can be replayed from the seed.
+struct H2SplitMix64: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
@@ -209,28 +209,28 @@ struct SplitMix64: RandomNumberGenerator {
 /// Engine + client wired through byte buffers; every engine call runs on the context's queue.
 final class H2Harness: @unchecked Sendable {
     // Engine and client are only touched inside `context.queue.sync` (see `step`).
-    let context = TestConnectionContext()
+    let context = H2TestContext()
     let client: HTTP2TestClient
     var engine: HTTP2ServerEngine!
-    var split: Split
-    var rng: SplitMix64
+    var split: H2Split
+    var rng: H2SplitMix64
     private(set) var lastDisposition: EngineDisposition = .open
     /// Raw bytes the engine produced, for tests that look at frames.
     private(set) var serverBytes: [UInt8] = []
 
-    init(handler: any HTTPHandler, configuration: HTTP2Configuration = HTTP2Configuration(), split: Split = .whole,
+    init(handler: any HTTPHandler, configuration: HTTP2Configuration = HTTP2Configuration(), split: H2Split = .whole,
          client: HTTP2TestClient = HTTP2TestClient()) {
         self.client = client
         self.split = split
-        if case .random(let seed) = split { rng = SplitMix64(seed: seed) } else { rng = SplitMix64(seed: 1) }
+        if case .random(let seed) = split { rng = H2SplitMix64(seed: seed) } else { rng = H2SplitMix64(seed: 1) }
         engine = HTTP2ServerEngine(context: context, handler: handler, configuration: configuration)
     }
 
     /// For the upgrade path: the caller builds the engine.
-    init(client: HTTP2TestClient, engineFactory: (TestConnectionContext) throws -> HTTP2ServerEngine) rethrows {
+    init(client: HTTP2TestClient, engineFactory: (H2TestContext) throws -> HTTP2ServerEngine) rethrows {
         self.client = client
         self.split = .whole
-        rng = SplitMix64(seed: 1)
+        rng = H2SplitMix64(seed: 1)
         engine = try engineFactory(context)
     }
 
@@ -286,7 +286,7 @@ final class H2Harness: @unchecked Sendable {
 }
 
 /// Records what the handler saw, across threads.
-final class Recorder<T: Sendable>: Sendable {
+final class H2Recorder<T: Sendable>: Sendable {
     private let items = Mutex<[T]>([])
     func add(_ item: T) { items.withLock { $0.append(item) } }
     var all: [T] { items.withLock { $0 } }
@@ -294,13 +294,13 @@ final class Recorder<T: Sendable>: Sendable {
 }
 
 /// FNV-1a over every byte: the handler and the test compute it independently.
-func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+func h2Checksum(_ bytes: [UInt8]) -> UInt64 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
     return h
 }
 
-func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var rng = SplitMix64(seed: seed)
+func h2RandomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var rng = H2SplitMix64(seed: seed)
     return (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
 }
