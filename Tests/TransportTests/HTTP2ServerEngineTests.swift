@@ -95,6 +95,23 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         #expect(h.onQueue { _, e in e.inFlightRequests } == 0)
     }
 
+    /// Partly sent bodies across streams are bounded per connection: the stream that would
+    /// pass the bound gets 503, the others finish, and the bytes are released afterwards.
+    @Test func bufferedBodiesAreBoundedPerConnection() {
+        var config = HTTP2Configuration()
+        config.maxBufferedBodyBytes = 30_000
+        let h = H2Harness(handler: checksumHandler(), configuration: config)
+        let bodies = [h2RandomBytes(20_000, seed: 1), h2RandomBytes(20_000, seed: 2)]
+        let ids = h.onQueue { c, _ in bodies.map { c.request(body: $0) } }
+        #expect(h.run { c, _ in ids.allSatisfy { c.response($0)?.closed == true } })
+        let statuses = h.onQueue { c, _ in ids.map { c.response($0)?.status ?? 0 } }
+        #expect(statuses.sorted() == [202, 503])
+        let later = h2RandomBytes(25_000, seed: 3)
+        let id = h.onQueue { c, _ in c.request(body: later) }
+        #expect(h.run { c, _ in c.response(id)?.closed == true })
+        expectChecksumAnswer(h.onQueue { c, _ in c.response(id) }, body: later)
+    }
+
     @Test func headerListOverTheLimitGets431() {
         var config = HTTP2Configuration()
         config.maxHeaderListBytes = 2_000

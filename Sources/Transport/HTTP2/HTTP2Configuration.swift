@@ -13,6 +13,10 @@ public struct HTTP2Configuration: Sendable {
     public var connectionWindow: Int = 16 << 20
     /// Largest request body; larger bodies get 413 and the stream is reset. Default 25 MiB.
     public var maxBodyBytes: Int = 25 << 20
+    /// Request body bytes one connection may hold for streams whose body is still arriving
+    /// (the peer can open many streams and send part of each). A stream that would pass it
+    /// gets 503 with `Retry-After` and is reset. Default 64 MiB.
+    public var maxBufferedBodyBytes: Int = 64 << 20
     /// SETTINGS_MAX_HEADER_LIST_SIZE (names + values + 32 bytes per field); larger header
     /// blocks get 431. Default 64 KiB.
     public var maxHeaderListBytes: Int = 64 << 10
@@ -32,6 +36,7 @@ public struct HTTP2Configuration: Sendable {
         c.initialStreamWindow = min(max(c.initialStreamWindow, 1), maxWindow)
         c.connectionWindow = min(max(c.connectionWindow, 65_535), maxWindow)
         c.maxBodyBytes = max(c.maxBodyBytes, 0)
+        c.maxBufferedBodyBytes = max(c.maxBufferedBodyBytes, 0)
         c.maxHeaderListBytes = min(max(c.maxHeaderListBytes, 1024), Int(UInt32.max))
         c.maxFrameSize = min(max(c.maxFrameSize, 16_384), 16_777_215)
         c.maxPendingOutputBytes = max(c.maxPendingOutputBytes, 16_384)

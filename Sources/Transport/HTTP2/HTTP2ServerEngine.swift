@@ -57,6 +57,8 @@ package final class HTTP2ServerEngine: ProtocolEngine {
     /// returns, so handlers never run inside an nghttp2 callback.
     fileprivate var completed: [Int32] = []
     private var awaitingAnswers = 0
+    /// Request body bytes held for streams still arriving, across the connection.
+    fileprivate var bufferedBodyBytes = 0
 
     private var pending: [UInt8] = []
     private var pendingStart = 0
@@ -259,6 +261,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
             guard let stream = streams[id], stream.phase == .receiving else { continue }
             var body: [UInt8] = []
             swap(&body, &stream.body)
+            bufferedBodyBytes -= body.count
             let target = stream.path
             var path = target
             var query = ""
@@ -301,6 +304,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
 
     /// Answers before the request is complete (body or header block over the limit).
     fileprivate func refuse(_ stream: Stream, _ response: HTTPResponse) {
+        bufferedBodyBytes -= stream.body.count
         stream.body = []
         stream.headers = []
         stream.resetAfterAnswer = !stream.remoteClosed
@@ -419,6 +423,13 @@ package final class HTTP2ServerEngine: ProtocolEngine {
                                   message: "request body exceeds \(configuration.maxBodyBytes) bytes"))
             return
         }
+        if bufferedBodyBytes + chunk.count > configuration.maxBufferedBodyBytes {
+            refuse(stream, .error(503, code: "connection_busy",
+                                  message: "this connection already holds \(bufferedBodyBytes) bytes of unfinished request bodies; retry",
+                                  headers: [("Retry-After", "1")]))
+            return
+        }
+        bufferedBodyBytes += chunk.count
         stream.body.append(contentsOf: chunk)
     }
 
@@ -438,6 +449,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
 
     fileprivate func streamClosed(streamID: Int32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
+        bufferedBodyBytes -= stream.body.count
         if stream.phase == .awaitingAnswer { awaitingAnswers -= 1 }
     }
 
