@@ -1,0 +1,408 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One accepted TCP connection: a non-blocking fd, its serial queue (targeting an event
+/// loop), a read and a write DispatchSource created once, and the protocol engine it drives.
+///
+/// Invariants (DESIGN.md, "Dispatch sources on Linux"):
+/// - both sources are created and activated once, on `queue`, and never re-created;
+/// - the write source is resumed only while output is pending;
+/// - `close(fd)` happens only in the read source's cancel handler, which is triggered from the
+///   write source's cancel handler, so both are cancelled before the fd goes away.
+final class Connection: ConnectionContext, @unchecked Sendable {
+    let fd: Int32
+    let queue: DispatchQueue
+    let remoteAddress: String
+    let listener: String
+    private let loop: EventLoop
+    private let config: HTTPServerConfiguration
+    private let handler: any HTTPHandler
+    private weak var server: HTTPServer?
+
+    private var readSource: DispatchSourceRead?
+    private var writeSource: DispatchSourceWrite?
+    private var timer: DispatchSourceTimer?
+
+    private var engine: (any ProtocolEngine)?
+    /// Typed view of `engine` while it speaks HTTP/1.1 (phase for timeouts, h2c upgrade).
+    private var h1: HTTP1Engine?
+    /// Bytes read before the protocol is known (h2c prior-knowledge preface detection).
+    private var sniffed: [UInt8] = []
+
+    private enum Phase { case open, lingering, closed }
+    private var phase: Phase = .open
+    private var readSuspended = false
+    private var writeResumed = false
+    private var eofSeen = false
+    private var closeWhenFlushed = false
+    private var upgradeWhenFlushed = false
+    private var inReadHandler = false
+    private var isFlushing = false
+
+    private var out: [UInt8] = []
+    private var outOffset = 0
+
+    private var lastRead: UInt64
+    private var lastWrite: UInt64
+    private var phaseStart: UInt64
+    private var lastPhase: ReadPhase = .idle
+    private var lingerDeadline: UInt64 = 0
+
+    init(fd: Int32, remoteAddress: String, listener: String, loop: EventLoop, queue: DispatchQueue,
+         config: HTTPServerConfiguration, handler: any HTTPHandler, server: HTTPServer?) {
+        self.fd = fd
+        self.remoteAddress = remoteAddress
+        self.listener = listener
+        self.loop = loop
+        self.queue = queue
+        self.config = config
+        self.handler = handler
+        self.server = server
+        let now = monotonicNanos()
+        lastRead = now
+        lastWrite = now
+        phaseStart = now
+    }
+
+    /// Creates and activates the sources. Call on `queue`.
+    func start() {
+        _ = QueueToken.of(queue)
+        let rs = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        let ws = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+        rs.setEventHandler { [unowned self] in self.readable() }
+        ws.setEventHandler { [unowned self] in self.writable() }
+        // Cancel order: write source first, then the read source, whose handler closes the fd.
+        ws.setCancelHandler { [self] in
+            self.readSource?.cancel()
+        }
+        rs.setCancelHandler { [self] in
+            Glibc.close(self.fd)
+            self.readSource = nil
+            self.writeSource = nil
+            self.timer = nil
+            self.engine = nil
+            self.h1 = nil
+            self.server?.connectionClosed(self)
+        }
+        readSource = rs
+        writeSource = ws
+        rs.activate()
+        ws.activate()
+        ws.suspend() // resumed only while output is pending
+
+        let t = DispatchSource.makeTimerSource(queue: queue)
+        let tick = Self.tickInterval(config)
+        t.schedule(deadline: .now() + tick, repeating: tick, leeway: .milliseconds(Int(tick.toMilliseconds / 4 + 1)))
+        t.setEventHandler { [unowned self] in self.tick() }
+        t.activate()
+        timer = t
+
+        if !config.enableH2C { installEngine(http1: true) }
+    }
+
+    private static func tickInterval(_ c: HTTPServerConfiguration) -> DispatchTimeInterval {
+        let shortest = min(c.idleTimeout, c.headerReadTimeout, c.bodyReadTimeout, c.lingerTimeout)
+        let seconds = min(1.0, max(0.01, shortest / 4))
+        return .milliseconds(Int(seconds * 1000))
+    }
+
+    // MARK: ConnectionContext
+
+    func outputAvailable() {
+        guard phase == .open else { return }
+        if inReadHandler || isFlushing { return } // flushed when they finish
+        flush()
+        applyDisposition()
+    }
+
+    // MARK: engine selection
+
+    private static let preface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    /// The one place that creates engines, so the HTTP/2 hand-off is a single line to change.
+    private func makeEngine(http1: Bool, upgrade: H2CUpgrade? = nil) throws -> any ProtocolEngine {
+        if http1 {
+            let e = HTTP1Engine(context: self, handler: handler, configuration: config)
+            h1 = e
+            return e
+        }
+        h1 = nil
+        if let upgrade {
+            return try HTTP2ServerEngine(context: self, handler: handler, configuration: config.http2, upgrade: upgrade)
+        }
+        return HTTP2ServerEngine(context: self, handler: handler, configuration: config.http2)
+    }
+
+    private func installEngine(http1: Bool) {
+        engine = try? makeEngine(http1: http1)
+    }
+
+    /// Feeds bytes to the engine, choosing it first if needed (the prior-knowledge preface is
+    /// 24 bytes and may arrive in pieces).
+    private func deliver(_ bytes: UnsafeRawBufferPointer) -> EngineDisposition {
+        if let engine { return engine.receive(bytes) }
+        let pre = Self.preface
+        let have = sniffed.count
+        let take = min(bytes.count, pre.count - have)
+        var matches = true
+        for k in 0..<take where bytes[k] != pre[have + k] { matches = false; break }
+        if matches && have + take < pre.count {
+            sniffed.append(contentsOf: bytes)
+            return .open
+        }
+        installEngine(http1: !matches)
+        guard let engine else { return .closeNow }
+        if !sniffed.isEmpty {
+            let first = sniffed
+            sniffed = []
+            let d = first.withUnsafeBytes { engine.receive($0) }
+            if d == .closeNow { return d }
+        }
+        return engine.receive(bytes)
+    }
+
+    // MARK: reading
+
+    private func readable() {
+        switch phase {
+        case .closed: return
+        case .lingering: return discardInput()
+        case .open: break
+        }
+        inReadHandler = true
+        var budget = config.readBudget
+        var disposition = EngineDisposition.open
+        let buffer = loop.readBuffer
+        readLoop: while budget > 0 {
+            let r: IOResult<Int>
+            do {
+                r = try syscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+            } catch {
+                inReadHandler = false
+                return close()
+            }
+            switch r {
+            case .wouldBlock:
+                break readLoop
+            case .done(0):
+                eofSeen = true
+                pauseReading()
+                disposition = engine?.peerClosed() ?? .closeNow
+                break readLoop
+            case .done(let n):
+                lastRead = monotonicNanos()
+                budget -= n
+                disposition = deliver(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                if disposition != .open { break readLoop }
+            }
+        }
+        inReadHandler = false
+        if disposition == .closeNow { return close() }
+        flush()
+        applyDisposition()
+    }
+
+    private func pauseReading() {
+        guard !readSuspended, let rs = readSource else { return }
+        rs.suspend()
+        readSuspended = true
+    }
+
+    private func resumeReading() {
+        guard readSuspended, !eofSeen, let rs = readSource else { return }
+        rs.resume()
+        readSuspended = false
+    }
+
+    /// Acts on what the engine wants now (after reading, writing or a late response).
+    private func applyDisposition() {
+        guard phase == .open else { return }
+        guard let engine else {
+            if eofSeen { close() }
+            return
+        }
+        switch engine.disposition {
+        case .open:
+            resumeReading()
+        case .pauseReading:
+            pauseReading()
+        case .closeAfterFlush:
+            pauseReading()
+            closeWhenFlushed = true
+            if !hasUnsentOutput { finishAndLinger() }
+        case .closeNow:
+            close()
+        case .upgradeToHTTP2:
+            pauseReading()
+            upgradeWhenFlushed = true
+            if !hasUnsentOutput { performUpgrade() }
+        }
+    }
+
+    private func performUpgrade() {
+        upgradeWhenFlushed = false
+        guard let up = h1?.takeUpgrade() else { return close() }
+        do {
+            engine = try makeEngine(http1: false, upgrade: up)
+        } catch {
+            return close()
+        }
+        flush()
+        applyDisposition()
+    }
+
+    // MARK: writing
+
+    private var hasUnsentOutput: Bool { outOffset < out.count || (engine?.hasPendingOutput ?? false) }
+
+    /// Writes pending output until done or the socket is full (then the write source waits).
+    private func flush() {
+        guard phase == .open, !isFlushing else { return }
+        isFlushing = true
+        defer { isFlushing = false }
+        while true {
+            if outOffset == out.count {
+                out.removeAll(keepingCapacity: true)
+                outOffset = 0
+                guard let engine, engine.hasPendingOutput else { break }
+                engine.drainOutput(into: &out, limit: 1 << 20)
+                if out.isEmpty { break }
+            }
+            let r: IOResult<Int>
+            do {
+                r = try out.withUnsafeBytes { p throws(SystemCallError) in
+                    try syscall("write") { Glibc.write(fd, p.baseAddress! + outOffset, p.count - outOffset) }
+                }
+            } catch {
+                isFlushing = false
+                return close()
+            }
+            switch r {
+            case .wouldBlock:
+                if !writeResumed { writeSource?.resume(); writeResumed = true }
+                return
+            case .done(let n):
+                outOffset += n
+                lastWrite = monotonicNanos()
+            }
+        }
+        if writeResumed { writeSource?.suspend(); writeResumed = false }
+    }
+
+    private func writable() {
+        guard phase == .open else { return }
+        flush()
+        guard phase == .open, !hasUnsentOutput else { return }
+        if closeWhenFlushed { return finishAndLinger() }
+        if upgradeWhenFlushed { return performUpgrade() }
+        applyDisposition()
+    }
+
+    // MARK: closing
+
+    /// All output is sent and the engine wants to close: half-close our side, then read and
+    /// drop what the peer still sends (up to `lingerTimeout`) so it sees our last response
+    /// rather than a reset caused by unread data.
+    private func finishAndLinger() {
+        guard phase == .open else { return }
+        if eofSeen { return close() }
+        phase = .lingering
+        Glibc.shutdown(fd, Int32(SHUT_WR))
+        lingerDeadline = monotonicNanos() + UInt64(config.lingerTimeout * 1e9)
+        if readSuspended { readSource?.resume(); readSuspended = false }
+    }
+
+    private func discardInput() {
+        let buffer = loop.readBuffer
+        var budget = config.readBudget
+        while budget > 0 {
+            guard let r = try? syscall("read", { Glibc.read(fd, buffer.baseAddress, buffer.count) }) else { return close() }
+            switch r {
+            case .wouldBlock: return
+            case .done(0): return close()
+            case .done(let n): budget -= n
+            }
+        }
+    }
+
+    /// Cancels the sources; the fd is closed by the read source's cancel handler.
+    func close() {
+        guard phase != .closed else { return }
+        phase = .closed
+        timer?.cancel()
+        if readSuspended { readSource?.resume(); readSuspended = false }
+        if !writeResumed { writeSource?.resume(); writeResumed = true }
+        writeSource?.cancel()
+    }
+
+    // MARK: timers and shutdown
+
+    private func tick() {
+        let now = monotonicNanos()
+        switch phase {
+        case .closed: return
+        case .lingering:
+            if now >= lingerDeadline { close() }
+            return
+        case .open: break
+        }
+        guard let engine else {
+            if now - lastRead > seconds(config.headerReadTimeout) { close() }
+            return
+        }
+        let phaseNow: ReadPhase
+        if let h1 {
+            phaseNow = h1.readPhase
+        } else {
+            phaseNow = engine.inFlightRequests == 0 && !hasUnsentOutput ? .idle : .busy
+        }
+        if phaseNow != lastPhase {
+            lastPhase = phaseNow
+            phaseStart = now
+        }
+        var kind: TimeoutKind?
+        switch phaseNow {
+        case .idle:
+            if now - max(max(lastRead, lastWrite), phaseStart) > seconds(config.idleTimeout) { kind = .idle }
+        case .head:
+            if now - phaseStart > seconds(config.headerReadTimeout) { kind = .headerRead }
+        case .body:
+            if now - lastRead > seconds(config.bodyReadTimeout) { kind = .bodyRead }
+        case .busy:
+            // A peer that stops taking our output is as idle as one that sends nothing.
+            if hasUnsentOutput && now - lastWrite > seconds(config.idleTimeout) { return close() }
+        }
+        guard let kind else { return }
+        let d = engine.timeout(kind)
+        if d == .closeNow { return close() }
+        flush()
+        applyDisposition()
+    }
+
+    private func seconds(_ s: Double) -> UInt64 { UInt64(s * 1e9) }
+
+    /// Graceful shutdown: the engine stops taking new requests and finishes the current ones.
+    func beginShutdown() {
+        guard phase == .open else { return }
+        guard let engine else { return close() }
+        let d = engine.beginShutdown()
+        if d == .closeNow { return close() }
+        flush()
+        applyDisposition()
+    }
+}
+
+extension DispatchTimeInterval {
+    fileprivate var toMilliseconds: Int {
+        switch self {
+        case .seconds(let s): s * 1000
+        case .milliseconds(let m): m
+        case .microseconds(let u): u / 1000
+        case .nanoseconds(let n): n / 1_000_000
+        case .never: 1000
+        @unknown default: 1000
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One event loop: a serial queue plus the scratch buffer every socket read on it uses.
+/// Connection queues target `queue`, so everything that runs for this loop is serialized and
+/// the single read buffer can be shared by all its connections.
+final class EventLoop: @unchecked Sendable {
+    let queue: DispatchQueue
+    let index: Int
+    /// Scratch space for `read(2)`; only touched from blocks running on `queue` (or a queue
+    /// targeting it).
+    let readBuffer: UnsafeMutableRawBufferPointer
+
+    init(index: Int, readBufferSize: Int) {
+        self.index = index
+        self.queue = DispatchQueue(label: "tracerelay.loop.\(index)", qos: .userInitiated)
+        self.readBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
+    }
+
+    deinit { readBuffer.deallocate() }
+}
+
+/// N serial queues (default: one per core). Each connection gets its own serial queue that
+/// *targets* one of them, picked round-robin, so no connection queue lands in Dispatch's
+/// overcommit pool and the work spreads across cores.
+public final class EventLoopGroup: Sendable {
+    let loops: [EventLoop]
+    private let next = Atomic<Int>(0)
+
+    /// - Parameters:
+    ///   - loopCount: number of loops; `nil` → number of online cores.
+    ///   - readBufferSize: bytes read per `read(2)` call (shared per loop).
+    public init(loopCount: Int? = nil, readBufferSize: Int = 128 * 1024) {
+        let n = max(1, loopCount ?? Self.coreCount)
+        loops = (0..<n).map { EventLoop(index: $0, readBufferSize: readBufferSize) }
+    }
+
+    /// Number of loops.
+    public var count: Int { loops.count }
+
+    /// The next loop, round-robin.
+    func nextLoop() -> EventLoop {
+        let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        return loops[(i & Int.max) % loops.count]
+    }
+
+    /// A new serial queue for one connection, targeting the next loop.
+    func makeConnectionQueue(label: String) -> (EventLoop, DispatchQueue) {
+        let loop = nextLoop()
+        return (loop, DispatchQueue(label: label, target: loop.queue))
+    }
+
+    /// Online processor count (at least 1).
+    public static var coreCount: Int {
+        let n = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        return n > 0 ? Int(n) : 1
+    }
+}
+
+/// Marks a queue so code can ask cheaply "am I running on it?" — used by engines when a
+/// handler answers synchronously (no hop needed) or from another thread (hop).
+final class QueueToken: Sendable {
+    static let key = DispatchSpecificKey<QueueToken>()
+
+    /// The token of `queue`, installing one if it has none.
+    static func of(_ queue: DispatchQueue) -> QueueToken {
+        if let t = queue.getSpecific(key: key) { return t }
+        let t = QueueToken()
+        queue.setSpecific(key: key, value: t)
+        return t
+    }
+
+    /// Whether the current thread runs a block of the queue this token marks.
+    @inline(__always)
+    var isCurrent: Bool { DispatchQueue.getSpecific(key: QueueToken.key) === self }
+}

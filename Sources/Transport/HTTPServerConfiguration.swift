@@ -1,0 +1,53 @@
+/// Limits and tuning of `HTTPServer`. Every field has a documented default; the defaults suit
+/// a trace collector taking ~50 KB JSON bodies from many keep-alive clients.
+public struct HTTPServerConfiguration: Sendable {
+    /// Largest request head (request line + headers + the final blank line), and separately
+    /// the largest chunked trailer section. Over it → 431. Default 64 KiB.
+    public var maxHeaderBytes: Int = 64 * 1024
+    /// Most header fields in one request head. Over it → 431. Default 100.
+    public var maxHeaderCount: Int = 100
+    /// Longest request line (method, target, version). Over it → 414. Default 8 KiB.
+    public var maxRequestLineBytes: Int = 8 * 1024
+    /// Largest request body (decoded, for chunked). Over it → 413, answered as soon as it is
+    /// known (from `Content-Length`, or when the chunks pass it) without reading the rest.
+    /// Default 25 MiB.
+    public var maxBodyBytes: Int = 25 * 1024 * 1024
+    /// A keep-alive connection with no request in progress is closed after this many seconds.
+    /// Default 60 s.
+    public var idleTimeout: Double = 60
+    /// A request head must arrive completely within this many seconds of its first byte
+    /// (slow-loris protection). Over it → 408 and close. Default 10 s.
+    public var headerReadTimeout: Double = 10
+    /// While a body is being read, the peer must send some of it at least this often
+    /// (seconds between reads). Over it → 408 and close. Default 60 s.
+    public var bodyReadTimeout: Double = 60
+    /// Backpressure: a connection whose unsent output exceeds this many bytes stops being read
+    /// until the peer takes it. Default 1 MiB.
+    public var maxOutputBufferBytes: Int = 1024 * 1024
+    /// Most HTTP/1.1 requests read ahead of their responses on one connection (pipelining
+    /// or slow handlers); beyond it the connection stops reading. Default 32.
+    public var maxPipelinedRequests: Int = 32
+    /// Bytes read from one connection per readiness event before yielding to others (fairness).
+    /// Default 512 KiB.
+    public var readBudget: Int = 512 * 1024
+    /// Connections accepted per listener readiness event before yielding. Default 64.
+    public var acceptBudget: Int = 64
+    /// Pause before accepting again after running out of file descriptors (EMFILE/ENFILE),
+    /// seconds. Default 0.1 s.
+    public var acceptBackoff: Double = 0.1
+    /// `listen(2)` backlog. Default 1024.
+    public var backlog: Int32 = 1024
+    /// Number of event loops (serial queues); `nil` → number of cores. Default nil.
+    public var loops: Int? = nil
+    /// After a response with `Connection: close` (or an error), how long to keep reading and
+    /// discarding what the peer still sends before closing, so it sees our answer instead of
+    /// a reset. Seconds. Default 2 s.
+    public var lingerTimeout: Double = 2
+    /// Accept HTTP/2 over cleartext: the prior-knowledge preface and `Upgrade: h2c`.
+    /// Default true.
+    public var enableH2C: Bool = true
+    /// HTTP/2 settings (windows, concurrent streams…), used when a connection speaks h2c.
+    public var http2: HTTP2Configuration = HTTP2Configuration()
+
+    public init() {}
+}
