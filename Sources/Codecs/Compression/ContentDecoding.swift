@@ -69,30 +69,30 @@ public enum ContentDecoding {
         if input.isEmpty { return [] }
         let result: Result<[UInt8], DecodeError> = input.withUnsafeBytes { raw in
             Result { () throws(DecodeError) -> [UInt8] in
-                var sink = GrowingOutput(cap: cap, limits: limits, wireSize: wireSize, inputCount: raw.count)
+                let sink = GrowingOutput(cap: cap, limits: limits, wireSize: wireSize, inputCount: raw.count)
                 switch e {
                 case .gzip:
                     let z = try ZlibInflater(windowBits: 15 + 16)
-                    try z.inflate(raw, into: &sink, multiMember: true, name: "gzip")
+                    try z.inflate(raw, into: sink, multiMember: true, name: "gzip")
                 case .deflate:
                     if ZlibInflater.looksLikeZlibHeader(raw) {
                         do throws(DecodeError) {
                             let z = try ZlibInflater(windowBits: 15)
-                            try z.inflate(raw, into: &sink, multiMember: false, name: "deflate")
+                            try z.inflate(raw, into: sink, multiMember: false, name: "deflate")
                         } catch where error.code == .malformed && sink.produced == 0 {
                             // A raw stream can start with bytes that pass the zlib header check.
                             sink.reset()
                             let z = try ZlibInflater(windowBits: -15)
-                            try z.inflate(raw, into: &sink, multiMember: false, name: "deflate (raw)")
+                            try z.inflate(raw, into: sink, multiMember: false, name: "deflate (raw)")
                         }
                     } else {
                         let z = try ZlibInflater(windowBits: -15)
-                        try z.inflate(raw, into: &sink, multiMember: false, name: "deflate (raw)")
+                        try z.inflate(raw, into: sink, multiMember: false, name: "deflate (raw)")
                     }
                 case .zstd:
                     let z = ZstdDecompressor.pool.take()
                     defer { ZstdDecompressor.pool.put(z) }
-                    try z.decompress(raw, into: &sink)
+                    try z.decompress(raw, into: sink)
                 }
                 return sink.finish()
             }
@@ -102,44 +102,52 @@ public enum ContentDecoding {
 }
 
 /// An output buffer that grows by doubling up to `cap + 1` bytes; producing more than `cap`
-/// bytes is the bomb signal.
-struct GrowingOutput {
-    var buffer: [UInt8]
+/// bytes is the bomb signal. Uninitialized heap memory (realloc), so growth costs no zero-fill;
+/// `finish` copies the produced bytes into an array once. Freed in deinit, also on errors.
+final class GrowingOutput {
+    private(set) var base: UnsafeMutableRawPointer? = nil
+    private(set) var capacity = 0
     var produced = 0
     let cap: Int
     let limits: DecompressionLimits
     let wireSize: Int
     let initial: Int
 
-    init(cap: Int, limits: DecompressionLimits, wireSize: Int, inputCount: Int, expected: Int? = nil) {
+    init(cap: Int, limits: DecompressionLimits, wireSize: Int, inputCount: Int) {
         self.cap = cap
         self.limits = limits
         self.wireSize = wireSize
-        let guess = expected ?? (inputCount &* 4)
-        self.initial = max(1, min(cap + 1, max(guess, 16 << 10)))
-        self.buffer = []
+        self.initial = max(1, min(cap + 1, max(inputCount &* 4, 16 << 10)))
     }
 
-    mutating func reset() { produced = 0 }
+    deinit { Glibc.free(base) }
+
+    func reset() { produced = 0 }
+
+    /// Free space after the produced bytes.
+    var freeSpace: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: base! + produced, count: capacity - produced)
+    }
 
     /// Makes sure at least one free byte exists, growing the buffer; throws when full at the cap.
-    mutating func ensureSpace() throws(DecodeError) {
-        if produced < buffer.count { return }
-        if buffer.count > cap { throw tooLarge() }
-        let newCount = buffer.isEmpty ? initial : min(buffer.count * 2, cap + 1)
-        buffer.reserveCapacity(newCount)
-        buffer.append(contentsOf: repeatElement(0, count: newCount - buffer.count))
+    func ensureSpace() throws(DecodeError) {
+        if produced < capacity { return }
+        if capacity > cap { throw tooLarge() }
+        grow(to: capacity == 0 ? initial : min(capacity * 2, cap + 1))
+    }
+
+    private func grow(to n: Int) {
+        guard let p = realloc(base, n) else { fatalError("out of memory growing a \(n)-byte decompression buffer") }
+        base = p
+        capacity = n
     }
 
     /// Pre-sizes the buffer when the format announces its output size.
-    mutating func expect(_ n: Int) {
-        if buffer.isEmpty, n > 0 {
-            let count = min(cap + 1, n + 1)
-            buffer = [UInt8](repeating: 0, count: count)
-        }
+    func expect(_ n: Int) {
+        if capacity == 0, n > 0 { grow(to: min(cap + 1, n + 1)) }
     }
 
-    mutating func check() throws(DecodeError) {
+    func check() throws(DecodeError) {
         if produced > cap { throw tooLarge() }
     }
 
@@ -148,11 +156,21 @@ struct GrowingOutput {
                     "decompressed body exceeds \(cap) bytes (limits: \(limits.maxBytes) bytes, \(limits.maxRatio)× the \(wireSize)-byte body)")
     }
 
-    mutating func finish() -> [UInt8] {
-        buffer.removeLast(buffer.count - produced)
-        return buffer
+    func finish() -> [UInt8] {
+        let n = produced
+        guard n > 0, let base else { return [] }
+        return [UInt8](unsafeUninitializedCapacity: n) { buf, count in
+            buf.baseAddress!.initialize(from: base.assumingMemoryBound(to: UInt8.self), count: n)
+            count = n
+        }
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 extension Substring {
     func trimmingSpaces() -> Substring {

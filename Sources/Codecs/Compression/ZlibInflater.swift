@@ -33,7 +33,7 @@ final class ZlibInflater {
     }
 
     /// Inflates all of `input` into `sink`, enforcing its cap as output is produced.
-    func inflate(_ input: UnsafeRawBufferPointer, into sink: inout GrowingOutput, multiMember: Bool, name: String) throws(DecodeError) {
+    func inflate(_ input: UnsafeRawBufferPointer, into sink: GrowingOutput, multiMember: Bool, name: String) throws(DecodeError) {
         guard input.count < Int(UInt32.max) else {
             throw DecodeError(.tooLarge, format: nil, offset: nil, "\(name) body of \(input.count) bytes is too large")
         }
@@ -41,16 +41,12 @@ final class ZlibInflater {
         stream.pointee.avail_in = uInt(input.count)
         while true {
             try sink.ensureSpace()
-            let before = sink.produced
-            let rc: Int32 = sink.buffer.withUnsafeMutableBytes { out in
-                stream.pointee.next_out = (out.baseAddress! + before).assumingMemoryBound(to: Bytef.self)
-                let avail = out.count - before
-                stream.pointee.avail_out = uInt(avail)
-                let rc = CZlib.inflate(stream, Z_NO_FLUSH)
-                sink.produced = before + (avail - Int(stream.pointee.avail_out))
-                stream.pointee.next_out = nil
-                return rc
-            }
+            let out = sink.freeSpace
+            stream.pointee.next_out = out.baseAddress!.assumingMemoryBound(to: Bytef.self)
+            stream.pointee.avail_out = uInt(out.count)
+            let rc = CZlib.inflate(stream, Z_NO_FLUSH)
+            sink.produced += out.count - Int(stream.pointee.avail_out)
+            stream.pointee.next_out = nil
             try sink.check()
             let consumed = input.count - Int(stream.pointee.avail_in)
             switch rc {
@@ -67,7 +63,7 @@ final class ZlibInflater {
                 continue
             case Z_BUF_ERROR:
                 // No progress possible: either the output is full (grow and retry) or input ran out.
-                if sink.produced == sink.buffer.count { continue }
+                if sink.produced == sink.capacity { continue }
                 throw DecodeError(.malformed, format: nil, offset: consumed, "\(name): compressed body is truncated")
             default:
                 let msg = stream.pointee.msg.map { String(cString: $0) } ?? "error \(rc)"

@@ -22,7 +22,7 @@ final class ZstdDecompressor: @unchecked Sendable {
     static let pool = ContextPool<ZstdDecompressor>(limit: 8) { ZstdDecompressor() }
 
     /// Decompresses every frame of `input` into `sink`, enforcing its cap as output is produced.
-    func decompress(_ input: UnsafeRawBufferPointer, into sink: inout GrowingOutput) throws(DecodeError) {
+    func decompress(_ input: UnsafeRawBufferPointer, into sink: GrowingOutput) throws(DecodeError) {
         _ = ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only)
         let size = ZSTD_getFrameContentSize(input.baseAddress, input.count)
         if size != tr_zstd_contentsize_unknown() && size != tr_zstd_contentsize_error() && size < UInt64(Int.max / 2) {
@@ -31,13 +31,11 @@ final class ZstdDecompressor: @unchecked Sendable {
         var inBuf = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
         while true {
             try sink.ensureSpace()
-            let before = sink.produced
-            let (rc, outFull): (Int, Bool) = sink.buffer.withUnsafeMutableBytes { out in
-                var outBuf = ZSTD_outBuffer(dst: out.baseAddress! + before, size: out.count - before, pos: 0)
-                let rc = ZSTD_decompressStream(dctx, &outBuf, &inBuf)
-                sink.produced = before + outBuf.pos
-                return (rc, outBuf.pos == outBuf.size)
-            }
+            let out = sink.freeSpace
+            var outBuf = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
+            let rc = ZSTD_decompressStream(dctx, &outBuf, &inBuf)
+            sink.produced += outBuf.pos
+            let outFull = outBuf.pos == outBuf.size
             if ZSTD_isError(rc) != 0 {
                 let code = ZSTD_getErrorCode(rc)
                 if code == ZSTD_error_frameParameter_windowTooLarge {
