@@ -43,8 +43,12 @@ extension RelayConfig {
         sink.document = nil
         sink.resource = nil
         parser.finishBackends(into: &config)
-        config.diagnostics = sink.issues.filter { $0.severity == .warning }
-        let errors = sink.issues.filter { $0.severity == .error }
+        // In file order (readers report inner fields first).
+        let ordered = sink.issues.enumerated().sorted { a, b in
+            (a.element.document ?? 0, a.element.line ?? 0, a.offset) < (b.element.document ?? 0, b.element.line ?? 0, b.offset)
+        }.map(\.element)
+        config.diagnostics = ordered.filter { $0.severity == .warning }
+        let errors = ordered.filter { $0.severity == .error }
         if !errors.isEmpty { throw ConfigError(errors) }
         return config
     }
