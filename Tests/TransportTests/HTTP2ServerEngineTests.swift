@@ -132,6 +132,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         #expect(r?.headers.first { $0.name == "content-length" }?.value == "5")
         #expect(r?.body.isEmpty == true)
         #expect(r?.closeCode == 0)
+        #expect(r?.headers.first { $0.name == "date" }?.value.hasSuffix(" GMT") == true)
     }
 
     @Test func answersFromOtherThreadsAfterADelay() {

@@ -322,7 +322,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         for (name, value) in response.headers {
             let lower = name.lowercased()
             switch lower {
-            case "content-length", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+            case "content-length", "date", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
                 continue
             default:
                 if lower.hasPrefix(":") { continue }
@@ -340,7 +340,15 @@ package final class HTTP2ServerEngine: ProtocolEngine {
             storage.append(contentsOf: value.utf8)
             offsets.append((n, v - n, v, storage.count - v))
         }
-        if storage.isEmpty { storage.append(0) }
+        // The shared per-second "Date: …\r\n" line of the HTTP/1.1 side, without name and CRLF.
+        let dateLine = HTTPDate.headerLine()
+        if dateLine.count > 8 {
+            let n = storage.count
+            storage.append(contentsOf: "date".utf8)
+            let v = storage.count
+            storage.append(contentsOf: dateLine[6..<(dateLine.count - 2)])
+            offsets.append((n, 4, v, storage.count - v))
+        }
 
         if sendBody {
             stream.response = response.body
