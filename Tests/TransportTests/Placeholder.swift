@@ -1,4 +1,0 @@
-import Testing
-@testable import Transport
-
-@Suite struct TransportPlaceholder { @Test func builds() {} }
