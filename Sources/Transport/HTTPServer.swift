@@ -28,11 +28,11 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
         guard let port = Int(portText), (0...65535).contains(port) else {
             throw ListenError(address: text, reason: "port '\(portText)' is not a number between 0 and 65535")
         }
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        if host.isEmpty { host = "::" }
-        if host.contains(":") && !text.hasPrefix("[") && !text.hasPrefix(":") {
+        if host.contains(":") && !text.hasPrefix("[") {
             throw ListenError(address: text, reason: "write IPv6 addresses in brackets: [\(host)]:\(port)")
         }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.isEmpty { host = "::" }
         self.init(host: host, port: port, name: name ?? text)
     }
 
