@@ -153,7 +153,8 @@ public final class HTTPServer: Sendable {
 
     func adopt(fd: Int32, remote: String, listener: String) {
         Socket.configureAccepted(fd)
-        let (loop, queue) = group.makeConnectionQueue(label: "tracerelay.conn")
+        let (loop, queue) = group.makeConnectionQueue(label: "tracerelay.conn",
+                                                          dedicated: configuration.dedicatedConnectionQueues)
         let connection = Connection(fd: fd, remoteAddress: remote, listener: listener, loop: loop, queue: queue,
                                     config: configuration, handler: handler, server: self)
         let accepted = state.withLock { s in
