@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Spans"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "Spans"]),
         .testTarget(name: "BufferingTests", dependencies: ["Buffering"]),
-        .testTarget(name: "TransportTests", dependencies: ["Transport"]),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "CNghttp2"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "Transport", "Spans", "Codecs"]),
     ],
     swiftLanguageModes: [.v6]
