@@ -9,6 +9,7 @@ let package = Package(
     dependencies: [
         .package(name: "tracerelay", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .executableTarget(name: "CodecsBenchmarks", dependencies: [
@@ -25,5 +26,10 @@ let package = Package(
             .product(name: "Benchmark", package: "benchmark"),
             .product(name: "Buffering", package: "tracerelay"),
         ], path: "Benchmarks/BufferingBenchmarks", plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
+        // A bare HTTPServer for http-vs-nginx.sh (not a benchmark suite).
+        .executableTarget(name: "transport-echo", dependencies: [
+            .product(name: "Transport", package: "tracerelay"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Sources/transport-echo"),
     ]
 )

@@ -47,9 +47,12 @@ public final class EventLoopGroup: Sendable {
         return loops[(i & Int.max) % loops.count]
     }
 
-    /// A new serial queue for one connection, targeting the next loop.
-    func makeConnectionQueue(label: String) -> (EventLoop, DispatchQueue) {
+    /// The queue for one connection on the next loop: a new serial queue targeting the loop's
+    /// queue, or (when `dedicated` is false) the loop's queue itself, which saves one level
+    /// of queue hand-off per event.
+    func makeConnectionQueue(label: String, dedicated: Bool = true) -> (EventLoop, DispatchQueue) {
         let loop = nextLoop()
+        if !dedicated { return (loop, loop.queue) }
         return (loop, DispatchQueue(label: label, target: loop.queue))
     }
 

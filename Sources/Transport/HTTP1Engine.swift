@@ -317,7 +317,7 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
                 let take = min(remaining, n - i)
                 body.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[i..<(i + take)]))
                 i += take
-                if take == remaining { requestComplete(rest: p, at: i) } else { state = .body(remaining: remaining - take) }
+                if take == remaining { requestComplete() } else { state = .body(remaining: remaining - take) }
             case .chunkSize:
                 continueDeferred = false
                 guard let lf = findLF(p, from: i) else {
@@ -368,7 +368,7 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
                 let empty = lineLength == 2
                 i = lf + 1
                 if empty {
-                    requestComplete(rest: p, at: i)
+                    requestComplete()
                 } else {
                     // Trailer fields are read and dropped: nothing downstream uses them.
                     if p[i - lineLength] == 0x20 || p[i - lineLength] == 0x09 || findByte(p, 0x3A, i - lineLength, lf) == nil {
@@ -587,7 +587,7 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
             body.reserveCapacity(length)
             state = .body(remaining: length)
         } else {
-            requestComplete(rest: nil, at: 0)
+            requestComplete()
             return
         }
         if expectContinue {
@@ -601,8 +601,7 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
     }
 
     /// The current request is complete: hand it to the handler (or start the h2c upgrade).
-    /// `rest[at...]` are bytes after it, kept for HTTP/2 on upgrade.
-    private func requestComplete(rest: UnsafeRawBufferPointer?, at offset: Int) {
+    private func requestComplete() {
         guard let head = current else { return }
         current = nil
         continueDeferred = false
@@ -614,17 +613,16 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
             upgradeRequest = request
             upgradeSettings = settings
             state = .upgrading
-            if let rest, offset < rest.count {
-                upgradeRemaining.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[offset...]))
-            }
+            // Bytes after the request are stashed by `process` (state `.upgrading`).
             let response = HTTPResponse(status: 101, headers: [("Connection", "Upgrade"), ("Upgrade", "h2c")])
             pending.append(Pending(response: response, isHead: false, closeAfter: false, version: .http1_1, kind: .upgrade))
             emitReady()
             return
         }
         let seq = firstSeq &+ UInt64(pending.count)
-        pending.append(Pending(response: nil, isHead: head.isHead, closeAfter: head.closeAfter, version: head.version, kind: .normal))
-        state = head.closeAfter ? .stopped : .head
+        let closeAfter = head.closeAfter || shuttingDown
+        pending.append(Pending(response: nil, isHead: head.isHead, closeAfter: closeAfter, version: head.version, kind: .normal))
+        state = closeAfter ? .stopped : .head
         let token = self.token
         let queue = self.queue
         handler.handle(request) { [weak self] response in

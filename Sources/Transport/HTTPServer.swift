@@ -28,11 +28,11 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
         guard let port = Int(portText), (0...65535).contains(port) else {
             throw ListenError(address: text, reason: "port '\(portText)' is not a number between 0 and 65535")
         }
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        if host.isEmpty { host = "::" }
-        if host.contains(":") && !text.hasPrefix("[") && !text.hasPrefix(":") {
+        if host.contains(":") && !text.hasPrefix("[") {
             throw ListenError(address: text, reason: "write IPv6 addresses in brackets: [\(host)]:\(port)")
         }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.isEmpty { host = "::" }
         self.init(host: host, port: port, name: name ?? text)
     }
 
@@ -153,7 +153,8 @@ public final class HTTPServer: Sendable {
 
     func adopt(fd: Int32, remote: String, listener: String) {
         Socket.configureAccepted(fd)
-        let (loop, queue) = group.makeConnectionQueue(label: "tracerelay.conn")
+        let (loop, queue) = group.makeConnectionQueue(label: "tracerelay.conn",
+                                                          dedicated: configuration.dedicatedConnectionQueues)
         let connection = Connection(fd: fd, remoteAddress: remote, listener: listener, loop: loop, queue: queue,
                                     config: configuration, handler: handler, server: self)
         let accepted = state.withLock { s in

@@ -74,7 +74,8 @@ package final class HTTP2ServerEngine: ProtocolEngine {
     private lazy var ref = EngineRef(self)
 
     /// A server session for prior-knowledge h2c: the connection feeds every byte from the
-    /// start, including the 24-byte client preface. The server SETTINGS are queued at once.
+    /// start, including the 24-byte client preface. The server preface (SETTINGS, connection
+    /// WINDOW_UPDATE) is pending output as soon as this returns.
     package init(context: any ConnectionContext, handler: any HTTPHandler, configuration: HTTP2Configuration) {
         self.handler = handler
         self.configuration = configuration.clamped
@@ -83,6 +84,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         self.remoteAddress = context.remoteAddress
         self.listener = context.listener
         startSession()
+        flushOutput()
     }
 
     /// A server session taking over from HTTP/1.1 after `Upgrade: h2c` (the 101 is already
@@ -322,7 +324,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         for (name, value) in response.headers {
             let lower = name.lowercased()
             switch lower {
-            case "content-length", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+            case "content-length", "date", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
                 continue
             default:
                 if lower.hasPrefix(":") { continue }
@@ -340,7 +342,15 @@ package final class HTTP2ServerEngine: ProtocolEngine {
             storage.append(contentsOf: value.utf8)
             offsets.append((n, v - n, v, storage.count - v))
         }
-        if storage.isEmpty { storage.append(0) }
+        // The shared per-second "Date: …\r\n" line of the HTTP/1.1 side, without name and CRLF.
+        let dateLine = HTTPDate.headerLine()
+        if dateLine.count > 8 {
+            let n = storage.count
+            storage.append(contentsOf: "date".utf8)
+            let v = storage.count
+            storage.append(contentsOf: dateLine[6..<(dateLine.count - 2)])
+            offsets.append((n, 4, v, storage.count - v))
+        }
 
         if sendBody {
             stream.response = response.body
