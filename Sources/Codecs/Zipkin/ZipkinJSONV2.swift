@@ -51,8 +51,10 @@ public enum ZipkinJSONV2 {
             if r.readNull() { canonical = false; continue }
             switch k.count {
             case 2 where r.key(k, is: "id"):
+                _ = r.peek()
+                let at = r.position
                 let (id, c) = try ZipkinIDs.spanID(&r, field: "id")
-                guard id != 0 else { throw r.error("span id is all zeros", at: r.position - 1, code: .invalidValue) }
+                guard id != 0 else { throw r.error("span id is all zeros", at: at, code: .invalidValue) }
                 span.id = id; haveID = true; canonical = canonical && c
             case 4 where r.key(k, is: "name"):
                 span.name = r.text(try r.readString(), in: &batch)

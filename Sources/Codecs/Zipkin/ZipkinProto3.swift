@@ -220,7 +220,7 @@ public enum ZipkinProto3 {
         for t in batch.tags(of: s) {
             let k = Int(t.key.count), v = Int(t.value.count)
             ProtoWriter.tag(11, 2, to: &out)
-            ProtoWriter.varint(UInt64(2 + varintSize(k) + k + (v > 0 ? 1 + varintSize(v) + v : 0)), to: &out)
+            ProtoWriter.varint(UInt64(1 + varintSize(k) + k + (v > 0 ? 1 + varintSize(v) + v : 0)), to: &out)
             batch.withBytes(t.key) { ProtoWriter.bytes(1, $0, to: &out) }
             if v > 0 { batch.withBytes(t.value) { ProtoWriter.bytes(2, $0, to: &out) } }
         }
