@@ -182,8 +182,9 @@ struct TableCompiler {
             } else if let br = b.region, multiRegion {
                 let others = regionNames.filter { $0 != br }
                 let fate = others.map { r in config.regions[r]?.fallbackBackend.map { "\(r) → fallback '\($0)'" } ?? "\(r) → refused" }
+                let what = tags.isEmpty && res.hasPrefix("Mesh ") ? "spans that match no policy, of any region, go to default backend" : "wildcard selector can carry spans of several regions to backend"
                 issues.append(ConfigIssue(.warning, .residency, document: doc, resource: res, path: path,
-                                          message: "wildcard selector can carry spans of several regions to backend '\(b.name)' pinned to \(br); other regions' spans are rerouted: \(fate.joined(separator: ", "))"))
+                                          message: "\(what) '\(b.name)' pinned to \(br); other regions' spans are rerouted: \(fate.joined(separator: ", "))"))
             }
         }
         for t in config.trafficTraces {
