@@ -798,12 +798,7 @@ public final class BackendQueue: @unchecked Sendable {
         }
         try? active?.file?.sync()
         sealActive()
-        lock.withLock {
-            ram.removeAll()
-            retry.removeAll()
-            inflight.removeAll()
-            heldBytes = 0
-        }
+        // The entries stay in place (the queue is closed): the ledger written next must not skip them.
     }
 
     // MARK: recovery
