@@ -696,6 +696,8 @@ public final class BackendQueue: @unchecked Sendable {
     private func maintenance() {
         let c = configuration
         let (flush, expired): (Bool, [SegmentState]) = lock.withLock {
+            // After ENOSPC, refuse for one tick, then let the next write probe the disk again.
+            diskFull = false
             let rate = Double(ackedBytesSinceTick) / c.checkpointInterval
             ackedBytesSinceTick = 0
             drainBytesPerSecond = drainBytesPerSecond == 0 ? rate : drainBytesPerSecond * 0.7 + rate * 0.3
