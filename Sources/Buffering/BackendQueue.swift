@@ -69,6 +69,8 @@ public final class BackendQueue: @unchecked Sendable {
     private var ackedBytesSinceTick = 0
     private var drainBytesPerSecond: Double = 0
     private var oldestPendingSince: UInt64 = 0
+    /// The ledger watermark found at start (tests and logs).
+    private(set) var recoveredWatermark: UInt64 = 0
 
     // MARK: state used only on `io`
 
@@ -857,6 +859,7 @@ public final class BackendQueue: @unchecked Sendable {
         let ledger = Ledger(file: ledgerFile)
         self.ledger = ledger
         readFromSeq = ledger.watermark
+        recoveredWatermark = ledger.watermark
         nextSeq = max(ledger.watermark, maxSeq.map { $0 + 1 } ?? 0)
         // Segments entirely below the watermark were delivered: delete them now.
         for seg in segments where seg.lastSeq < readFromSeq {
