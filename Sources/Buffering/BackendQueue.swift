@@ -69,6 +69,8 @@ public final class BackendQueue: @unchecked Sendable {
     private var ackedBytesSinceTick = 0
     private var drainBytesPerSecond: Double = 0
     private var oldestPendingSince: UInt64 = 0
+    /// The ledger watermark found at start (tests and logs).
+    private(set) var recoveredWatermark: UInt64 = 0
 
     // MARK: state used only on `io`
 
@@ -696,6 +698,8 @@ public final class BackendQueue: @unchecked Sendable {
     private func maintenance() {
         let c = configuration
         let (flush, expired): (Bool, [SegmentState]) = lock.withLock {
+            // After ENOSPC, refuse for one tick, then let the next write probe the disk again.
+            diskFull = false
             let rate = Double(ackedBytesSinceTick) / c.checkpointInterval
             ackedBytesSinceTick = 0
             drainBytesPerSecond = drainBytesPerSecond == 0 ? rate : drainBytesPerSecond * 0.7 + rate * 0.3
@@ -798,12 +802,7 @@ public final class BackendQueue: @unchecked Sendable {
         }
         try? active?.file?.sync()
         sealActive()
-        lock.withLock {
-            ram.removeAll()
-            retry.removeAll()
-            inflight.removeAll()
-            heldBytes = 0
-        }
+        // The entries stay in place (the queue is closed): the ledger written next must not skip them.
     }
 
     // MARK: recovery
@@ -860,6 +859,7 @@ public final class BackendQueue: @unchecked Sendable {
         let ledger = Ledger(file: ledgerFile)
         self.ledger = ledger
         readFromSeq = ledger.watermark
+        recoveredWatermark = ledger.watermark
         nextSeq = max(ledger.watermark, maxSeq.map { $0 + 1 } ?? 0)
         // Segments entirely below the watermark were delivered: delete them now.
         for seg in segments where seg.lastSeq < readFromSeq {

@@ -40,10 +40,11 @@ func number(of r: Record) -> Int? {
 
 /// Enqueues and waits for the completion.
 @discardableResult
-func enqueueSync(_ q: BackendQueue, _ r: Record) -> Result<Void, QueueError> {
+func enqueueSync(_ q: BackendQueue, _ r: Record) -> QueueError? {
     let box = ResultBox()
     q.enqueue(r) { box.set($0) }
-    return box.wait()
+    if case .failure(let e) = box.wait() { return e }
+    return nil
 }
 
 final class ResultBox: @unchecked Sendable {
@@ -81,7 +82,7 @@ func drain(_ q: BackendQueue, count: Int, ack: Bool = true, timeout: Double = 10
     var out: [Delivery] = []
     let deadline = now() + timeout
     while out.count < count && now() < deadline {
-        let d = q.next(maxBytes: 64 << 10)
+        let d = q.next(maxBytes: 1)
         if d.isEmpty { usleep(500); continue }
         if ack { d.forEach(q.ack) }
         out += d
