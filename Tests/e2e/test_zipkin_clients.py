@@ -1,5 +1,10 @@
 """Real Zipkin clients (OpenTelemetry's zipkin exporters, py-zipkin) send to the relay; the
 relay must decode exactly the spans they sent."""
+import json
+import os
+import subprocess
+import sys
+
 import requests
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -43,9 +48,11 @@ def check_same(sent, got, v1=False):
         else:
             assert "parentId" not in g
         assert g["name"] == s.name
-        assert g.get("kind") == KIND[s.kind]
-        assert g["startNanos"] == s.start_time // 1000 * 1000
-        assert abs(g["durationNanos"] - (s.end_time - s.start_time)) < 1000
+        # OpenTelemetry's v1 encoder writes no cs/sr annotations, so v1 carries no kind.
+        assert g.get("kind") == (None if v1 else KIND[s.kind])
+        # Zipkin carries microseconds; the exporters round nanoseconds to the nearest one.
+        assert abs(g["startNanos"] - s.start_time) <= 500 and g["startNanos"] % 1000 == 0
+        assert abs(g["durationNanos"] - (s.end_time - s.start_time)) <= 1000
         assert g["localEndpoint"]["serviceName"] == "checkout"
         for k, v in s.attributes.items():
             assert g["tags"][k] == str(v), (k, g["tags"])
@@ -62,7 +69,8 @@ def test_otel_zipkin_json_v2(fresh):
 def test_otel_zipkin_json_v1(fresh):
     from opentelemetry.exporter.zipkin.encoder import Protocol
     from opentelemetry.exporter.zipkin.json import ZipkinExporter
-    sent = emit_otel(ZipkinExporter(version=Protocol.V1, endpoint=fresh.url + "/api/v1/spans"))
+    # The V1 encoder fails on the default max_tag_value_length=None (an exporter bug), so set one.
+    sent = emit_otel(ZipkinExporter(version=Protocol.V1, endpoint=fresh.url + "/api/v1/spans", max_tag_value_length=1024))
     check_same(sent, fresh.wait_for_spans(len(sent)), v1=True)
 
 
@@ -73,24 +81,13 @@ def test_otel_zipkin_proto(fresh):
 
 
 def py_zipkin_trace(url, encoding):
-    from py_zipkin.encoding import Encoding
-    from py_zipkin.zipkin import zipkin_span
-
-    content_type = "application/x-protobuf" if encoding == Encoding.V2_PROTO3 else "application/json"
-    path = "/api/v1/spans" if encoding == Encoding.V1_JSON else "/api/v2/spans"
-    statuses = []
-
-    def transport(payload):
-        r = requests.post(url + path, data=payload, headers={"Content-Type": content_type}, timeout=5)
-        statuses.append(r.status_code)
-
-    with zipkin_span(service_name="frontend", span_name="GET /", transport_handler=transport,
-                     sample_rate=100.0, encoding=encoding, kind=None) as root:
-        root.update_binary_annotations({"kuma.mesh": "default", "region": "eu-west-1"})
-        with zipkin_span(service_name="frontend", span_name="call backend") as child:
-            child.update_binary_annotations({"peer": "backend"})
-            ids = (root.zipkin_attrs.trace_id, root.zipkin_attrs.span_id, child.zipkin_attrs.span_id)
-    return ids, statuses
+    """py_zipkin runs in its own process: its zipkin.proto and OpenTelemetry's clash in one
+    protobuf descriptor pool."""
+    out = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "py_zipkin_emit.py"), url, encoding],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return (r["trace_id"], r["root_id"], r["child_id"]), r["statuses"]
 
 
 def check_py_zipkin(relay, ids, statuses):
@@ -109,15 +106,12 @@ def check_py_zipkin(relay, ids, statuses):
 
 
 def test_py_zipkin_v2_json(fresh):
-    from py_zipkin.encoding import Encoding
-    check_py_zipkin(fresh, *py_zipkin_trace(fresh.url, Encoding.V2_JSON))
+    check_py_zipkin(fresh, *py_zipkin_trace(fresh.url, "V2_JSON"))
 
 
 def test_py_zipkin_v1_json(fresh):
-    from py_zipkin.encoding import Encoding
-    check_py_zipkin(fresh, *py_zipkin_trace(fresh.url, Encoding.V1_JSON))
+    check_py_zipkin(fresh, *py_zipkin_trace(fresh.url, "V1_JSON"))
 
 
 def test_py_zipkin_proto3(fresh):
-    from py_zipkin.encoding import Encoding
-    check_py_zipkin(fresh, *py_zipkin_trace(fresh.url, Encoding.V2_PROTO3))
+    check_py_zipkin(fresh, *py_zipkin_trace(fresh.url, "V2_PROTO3"))
