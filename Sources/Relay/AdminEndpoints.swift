@@ -15,12 +15,14 @@ public final class Readiness: Sendable {
 public struct AdminEndpoints: Sendable {
     public let readiness: Readiness
     public let ingestStats: IngestStats
+    public let routingStats: RoutingStats
     /// When set, `GET /debug/captured` lists the kept batches with every span field.
     public let capture: CapturingConsumer?
 
-    public init(readiness: Readiness, ingestStats: IngestStats, capture: CapturingConsumer? = nil) {
+    public init(readiness: Readiness, ingestStats: IngestStats, routingStats: RoutingStats = RoutingStats(), capture: CapturingConsumer? = nil) {
         self.readiness = readiness
         self.ingestStats = ingestStats
+        self.routingStats = routingStats
         self.capture = capture
     }
 
@@ -31,12 +33,17 @@ public struct AdminEndpoints: Sendable {
             let r = readiness.current
             respond(.json(r.ready ? 200 : 503, "{\"status\":\(jsonQuoted(r.ready ? "ready" : "not_ready")),\"reason\":\(jsonQuoted(r.reason))}"))
         }
-        let stats = ingestStats
+        let stats = ingestStats, routing = routingStats
         router.register("GET", "/status") { _, respond in
             let formats = stats.snapshot.sorted { $0.key < $1.key }.map { k, v in
                 "\(jsonQuoted(k)):{\"requests\":\(v.requests),\"spans\":\(v.spans),\"bytes\":\(v.bytes),\"rejected_requests\":\(v.rejectedRequests)}"
             }
-            respond(.json(200, "{\"ingest\":{\(formats.joined(separator: ","))}}"))
+            let r = routing.snapshot
+            func object(_ d: [String: Int]) -> String {
+                "{" + d.sorted { $0.key < $1.key }.map { "\(jsonQuoted($0.key)):\($0.value)" }.joined(separator: ",") + "}"
+            }
+            respond(.json(200, "{\"ingest\":{\(formats.joined(separator: ","))},\"routing\":{\"routed\":\(object(r.routed)),"
+                + "\"sampled_out\":\(object(r.sampledOut)),\"refused\":\(object(r.refused))}}"))
         }
         if let capture {
             router.register("GET", "/debug/captured") { _, respond in

@@ -1,5 +1,6 @@
 import Dispatch
 import Logging
+import Routing
 import Spans
 import Transport
 
@@ -14,6 +15,8 @@ public final class RelayService: Sendable {
         public var debugCapture = 0
         /// How long in-flight requests may take to finish on shutdown.
         public var shutdownGrace: Duration = .seconds(10)
+        /// The compiled routing configuration; nil skips the routing stage (tests of ingest alone).
+        public var routing: RoutingTable?
         public init() {}
     }
 
@@ -21,6 +24,7 @@ public final class RelayService: Sendable {
     public let readiness = Readiness()
     public let ingestStats = IngestStats()
     public let capture: CapturingConsumer
+    public let routingStats: RoutingStats
     private let server: HTTPServer
     private let logger: Logger
 
@@ -31,8 +35,12 @@ public final class RelayService: Sendable {
         self.logger = logger
         self.capture = CapturingConsumer(capacity: settings.debugCapture)
         var router = EndpointRouter()
-        IngestEndpoints(configuration: settings.ingest, consumer: consumer ?? capture, stats: ingestStats).register(into: &router)
-        AdminEndpoints(readiness: readiness, ingestStats: ingestStats,
+        let terminal = consumer ?? capture
+        let routingStats = RoutingStats()
+        self.routingStats = routingStats
+        let pipeline: any SpanConsumer = settings.routing.map { RoutingConsumer(table: $0, next: terminal, stats: routingStats) } ?? terminal
+        IngestEndpoints(configuration: settings.ingest, consumer: pipeline, stats: ingestStats).register(into: &router)
+        AdminEndpoints(readiness: readiness, ingestStats: ingestStats, routingStats: routingStats,
                        capture: settings.debugCapture > 0 ? capture : nil).register(into: &router)
         self.server = HTTPServer(configuration: settings.server, handler: router, logger: logger)
     }

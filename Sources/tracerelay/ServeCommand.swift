@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Logging
 import Relay
+import Routing
 import Transport
 #if canImport(Glibc)
 import Glibc
@@ -58,6 +59,30 @@ struct ServeCommand: ParsableCommand {
         }
         let logger = Logger(label: "tracerelay")
         var settings = RelayService.Settings()
+        let relayConfig: RelayConfig
+        do {
+            relayConfig = try config.map { path throws(ConfigError) in try RelayConfig.load(path: path) } ?? RelayConfig.embeddedDefault
+            settings.routing = try RoutingTable(relayConfig)
+        } catch {
+            printError("tracerelay: \(config ?? "embedded default config") is not valid:\n\(error)\nRun `tracerelay check --config FILE` for the full report.")
+            throw ExitCode(1)
+        }
+        for issue in relayConfig.diagnostics + (settings.routing?.warnings ?? []) {
+            logger.warning("config", metadata: ["issue": "\(issue)"])
+        }
+        logger.info("config loaded", metadata: ["config": "\(config ?? "embedded default")",
+                                                "backends": "\(relayConfig.backends.map(\.name).joined(separator: ","))"])
+        settings.listeners = try relayConfig.listeners.map { l in
+            do { return try ListenAddress(parsing: l.address, name: l.name) } catch {
+                throw ValidationError("listener \(l.name) (\(l.address)): \(error)")
+            }
+        }
+        for l in relayConfig.listeners where !l.tags.isEmpty {
+            settings.ingest.listenerTags[l.name] = l.tags.map { ($0.key, $0.value) }
+        }
+        if relayConfig.trustUpstreamTags {
+            settings.ingest.trustedListeners = Set(relayConfig.listeners.map(\.name))
+        }
         if !listen.isEmpty {
             settings.listeners = try listen.enumerated().map { i, text in
                 do { return try ListenAddress(parsing: text, name: i == 0 ? "default" : "listener\(i)") } catch {
