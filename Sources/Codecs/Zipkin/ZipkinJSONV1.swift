@@ -55,8 +55,10 @@ public enum ZipkinJSONV1 {
             if r.key(k, is: "traceId") {
                 span.traceID = try ZipkinIDs.traceID(&r).0; haveTrace = true
             } else if r.key(k, is: "id") {
+                _ = r.peek()
+                let at = r.position
                 let id = try ZipkinIDs.spanID(&r, field: "id").0
-                guard id != 0 else { throw r.error("span id is all zeros", at: r.position - 1, code: .invalidValue) }
+                guard id != 0 else { throw r.error("span id is all zeros", at: at, code: .invalidValue) }
                 span.id = id; haveID = true
             } else if r.key(k, is: "parentId") {
                 span.parentID = try ZipkinIDs.spanID(&r, field: "parentId").0

@@ -51,8 +51,10 @@ public enum ZipkinJSONV2 {
             if r.readNull() { canonical = false; continue }
             switch k.count {
             case 2 where r.key(k, is: "id"):
+                _ = r.peek()
+                let at = r.position
                 let (id, c) = try ZipkinIDs.spanID(&r, field: "id")
-                guard id != 0 else { throw r.error("span id is all zeros", at: r.position - 1, code: .invalidValue) }
+                guard id != 0 else { throw r.error("span id is all zeros", at: at, code: .invalidValue) }
                 span.id = id; haveID = true; canonical = canonical && c
             case 4 where r.key(k, is: "name"):
                 span.name = r.text(try r.readString(), in: &batch)
@@ -208,7 +210,8 @@ public enum ZipkinJSONV2 {
             JSONWriter.raw(",\"name\":", to: &out)
             JSONWriter.string(s.name, of: batch, to: &out)
         }
-        let ts = s.startNanos / 1000, dur = s.durationNanos / 1000
+        // Zipkin: durations under one microsecond are rounded up, never written as 0.
+        let ts = s.startNanos / 1000, dur = s.durationNanos > 0 ? max(1, s.durationNanos / 1000) : 0
         if ts > 0 { JSONWriter.raw(",\"timestamp\":", to: &out); JSONWriter.int(ts, to: &out) }
         if dur > 0 { JSONWriter.raw(",\"duration\":", to: &out); JSONWriter.int(dur, to: &out) }
         if !s.localEndpoint.isEmpty {
