@@ -92,6 +92,32 @@ import Spans
         #expect(dd.spans.map { dd.string($0.type) } == ["web", "http", "sql", "custom"])
     }
 
+    /// Real client payloads (OpenTelemetry SDK and py_zipkin, captured by the Zipkin helper's
+    /// tools) decoded by the Zipkin decoder, translated to Datadog and decoded back.
+    @Test(arguments: ["otel-v2.json", "pyzipkin-v2.json"])
+    func realZipkinPayloadsTranslate(file: String) throws {
+        let url = try #require(Bundle.module.url(forResource: "Fixtures/zipkin/\(file)", withExtension: nil))
+        let zipkin = try ZipkinJSONV2.decode(Array(try Data(contentsOf: url)), metadata: .init(format: .zipkinV2JSON))
+        try #require(!zipkin.isEmpty)
+        var out: [UInt8] = []
+        DatadogV04.encode(zipkin, into: &out)
+        let dd = try DatadogV04.decode(out, metadata: .init(format: .datadogV04))
+        let byID = Dictionary(dd.spans.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        #expect(dd.count == zipkin.count)
+        for z in zipkin.spans {
+            let d = try #require(byID[z.id])
+            #expect(d.traceID == z.traceID && d.parentID == z.parentID)
+            #expect(d.startNanos == z.startNanos && d.durationNanos == z.durationNanos)
+            #expect(d.kind == z.kind && d.isError == z.isError)
+            #expect(dd.string(d.name) == (z.name.isEmpty ? "unnamed_operation" : zipkin.string(z.name)))
+            var want = zipkin.tagDictionary(z)
+            if let e = want.removeValue(forKey: "error"), !e.isEmpty, e != "true",
+               want["error.msg"] == nil, want["error.message"] == nil { want["error.msg"] = e }
+            let got = dd.tagDictionary(d)
+            for (k, v) in want { #expect(got[k] == v, "tag \(k) of \(hex16(z.id))") }
+        }
+    }
+
     @Test func encoderSelectsSpansAndGroupsByTrace() throws {
         let zipkin = Self.zipkinBatch()
         var out: [UInt8] = []
