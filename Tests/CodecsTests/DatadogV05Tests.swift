@@ -60,6 +60,17 @@ import Spans
         #expect(e3?.offset == 0)
     }
 
+    @Test func hugeStringTablesAreRefused() {
+        let n = DatadogV05.maxStrings + 1
+        var body: [UInt8] = [0x92, 0xdd]
+        withUnsafeBytes(of: UInt32(n).bigEndian) { body.append(contentsOf: $0) }
+        body.append(contentsOf: repeatElement(0xa0, count: n))
+        body.append(0x90)
+        let e = #expect(throws: DecodeError.self) { try DatadogV05.decode(body, metadata: meta) }
+        #expect(e?.offset == 1)
+        #expect(e?.code == .invalidValue)
+    }
+
     @Test func dripResplitsDecodeTheSame() throws {
         let body = try DD.fixture("ddtrace_v05.msgpack")
         let want = DD.flat(try DatadogV05.decode(body, metadata: meta))

@@ -92,6 +92,32 @@ import Spans
         #expect(dd.spans.map { dd.string($0.type) } == ["web", "http", "sql", "custom"])
     }
 
+    /// Real client payloads (OpenTelemetry SDK and py_zipkin, captured by the Zipkin helper's
+    /// tools) decoded by the Zipkin decoder, translated to Datadog and decoded back.
+    @Test(arguments: ["otel-v2.json", "pyzipkin-v2.json"])
+    func realZipkinPayloadsTranslate(file: String) throws {
+        let url = try #require(Bundle.module.url(forResource: "Fixtures/zipkin/\(file)", withExtension: nil))
+        let zipkin = try ZipkinJSONV2.decode(Array(try Data(contentsOf: url)), metadata: .init(format: .zipkinV2JSON))
+        try #require(!zipkin.isEmpty)
+        var out: [UInt8] = []
+        DatadogV04.encode(zipkin, into: &out)
+        let dd = try DatadogV04.decode(out, metadata: .init(format: .datadogV04))
+        let byID = Dictionary(dd.spans.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        #expect(dd.count == zipkin.count)
+        for z in zipkin.spans {
+            let d = try #require(byID[z.id])
+            #expect(d.traceID == z.traceID && d.parentID == z.parentID)
+            #expect(d.startNanos == z.startNanos && d.durationNanos == z.durationNanos)
+            #expect(d.kind == z.kind && d.isError == z.isError)
+            #expect(dd.string(d.name) == (z.name.isEmpty ? "unnamed_operation" : zipkin.string(z.name)))
+            var want = zipkin.tagDictionary(z)
+            if let e = want.removeValue(forKey: "error"), !e.isEmpty, e != "true",
+               want["error.msg"] == nil, want["error.message"] == nil { want["error.msg"] = e }
+            let got = dd.tagDictionary(d)
+            for (k, v) in want { #expect(got[k] == v, "tag \(k) of \(hex16(z.id))") }
+        }
+    }
+
     @Test func encoderSelectsSpansAndGroupsByTrace() throws {
         let zipkin = Self.zipkinBatch()
         var out: [UInt8] = []
@@ -117,6 +143,63 @@ import Spans
         #expect(DD.flat(b) == DD.flat(a))
         // The expectation written from ddtrace's bytes also holds for our re-encoding.
         DD.expectMatches(b, try DD.expectation(file.replacingOccurrences(of: ".msgpack", with: ".expected.json")))
+    }
+
+    /// Random batches (any origin, shared and 128-bit trace ids, kinds, tags, errors, remote
+    /// endpoints, priorities) keep every modelled field through encode → decode.
+    @Test func randomBatchesRoundTrip() throws {
+        var rng = SplitMix(seed: 2024)
+        let keys = ["http.method", "component", "db.system", "k", "ünï", "a.b.c"]
+        for round in 0..<200 {
+            var b = SpanBatch(metadata: BatchMetadata(format: round % 2 == 0 ? .zipkinV2JSON : .datadogV04))
+            let traces = (0..<3).map { _ in TraceID(high: rng.next() % 3 == 0 ? 0 : rng.next(), low: rng.next() | 1) }
+            for i in 0..<Int(rng.next() % 12) {
+                var s = Span(traceID: traces[Int(rng.next() % 3)], id: UInt64(i + 1) << 8 | (rng.next() & 0xff))
+                s.parentID = rng.next() % 2 == 0 ? 0 : rng.next()
+                s.name = rng.next() % 5 == 0 ? .empty : b.intern("op\(rng.next() % 100)")
+                s.kind = SpanKind(rawValue: UInt8(rng.next() % 5))!
+                s.startNanos = Int64(bitPattern: rng.next() >> 2)
+                s.durationNanos = Int64(rng.next() % 1_000_000_000)
+                s.localEndpoint.serviceName = b.intern("svc\(rng.next() % 4)")
+                if rng.next() % 3 == 0 {
+                    s.remoteEndpoint = Endpoint(serviceName: b.intern("peer"), ipv4: b.intern("192.168.\(rng.next() % 256).1"),
+                                                port: UInt16(rng.next() % 65535 + 1))
+                }
+                if rng.next() % 4 == 0 { s.flags.insert(.error) }
+                if rng.next() % 3 == 0 { s.samplingPriority = Int8(Int(rng.next() % 4) - 1) }
+                var tags: [Spans.Tag] = []
+                for k in keys where rng.next() % 2 == 0 {
+                    tags.append(Spans.Tag(key: b.intern(k), value: b.intern(String(repeating: "v", count: Int(rng.next() % 40)))))
+                }
+                s.tags = b.addTags(tags)
+                let m0 = UInt32(b.metrics.count)
+                if rng.next() % 2 == 0 { b.metrics.append(Metric(key: b.intern("m"), value: Double(rng.next() % 1000) / 8)) }
+                s.metrics = m0..<UInt32(b.metrics.count)
+                b.spans.append(s)
+            }
+            var out: [UInt8] = []
+            DatadogV04.encode(b, into: &out)
+            let d = try DatadogV04.decode(out, metadata: .init(format: .datadogV04))
+            try #require(d.count == b.count)
+            let byID = Dictionary(uniqueKeysWithValues: d.spans.map { ($0.id, $0) })
+            for z in b.spans {
+                let x = try #require(byID[z.id])
+                #expect(x.traceID == z.traceID && x.parentID == z.parentID)
+                #expect(x.startNanos == z.startNanos && x.durationNanos == z.durationNanos)
+                #expect(x.kind == z.kind && x.isError == z.isError && x.samplingPriority == z.samplingPriority)
+                #expect(d.string(x.localEndpoint.serviceName) == b.string(z.localEndpoint.serviceName))
+                #expect(d.string(x.name) == (z.name.isEmpty ? "unnamed_operation" : b.string(z.name)))
+                #expect(x.remoteEndpoint == Endpoint() || d.string(x.remoteEndpoint.ipv4) == b.string(z.remoteEndpoint.ipv4))
+                #expect(x.remoteEndpoint.port == z.remoteEndpoint.port)
+                var want = b.tagDictionary(z)
+                if !z.remoteEndpoint.isEmpty {
+                    want["peer.service"] = "peer"; want["network.destination.ip"] = b.string(z.remoteEndpoint.ipv4)
+                }
+                #expect(d.tagDictionary(x) == want)
+                let metrics = d.metrics(of: x).map { d.string($0.key) }
+                #expect(metrics.filter { $0 == "m" }.count == b.metrics(of: z).count)
+            }
+        }
     }
 
     /// Encoder outputs committed for Tests/e2e/test_datadog_encoder.py, which checks them with

@@ -137,7 +137,7 @@ import Spans
         s2.startNanos = 5_000
         b.spans.append(s2)
         let json = encode(b)
-        #expect(json == #"[{"traceId":"00000000000000010000000000000002","parentId":"0000000000000004","id":"0000000000000003","kind":"CONSUMER","name":"quote \" and \\ and \n and ü","timestamp":1700000000000123,"localEndpoint":{"serviceName":"svc","ipv4":"1.2.3.4","port":80},"tags":{"error":"boom"},"debug":true,"shared":true},{"traceId":"0000000000000009","id":"000000000000000a","timestamp":5}]"#)
+        #expect(json == #"[{"traceId":"00000000000000010000000000000002","parentId":"0000000000000004","id":"0000000000000003","kind":"CONSUMER","name":"quote \" and \\ and \n and ü","timestamp":1700000000000123,"duration":1,"localEndpoint":{"serviceName":"svc","ipv4":"1.2.3.4","port":80},"tags":{"error":"boom"},"debug":true,"shared":true},{"traceId":"0000000000000009","id":"000000000000000a","timestamp":5}]"#)
         #expect(encode(b, spans: [1]) == #"[{"traceId":"0000000000000009","id":"000000000000000a","timestamp":5}]"#)
         #expect(encode(b, spans: []) == "[]")
         let parsed = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]]

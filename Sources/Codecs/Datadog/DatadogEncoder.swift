@@ -6,16 +6,26 @@ import Spans
 enum DDEncoder {
     typealias W = MessagePackWriter
 
-    /// Span indices grouped by full trace id, groups and members in order of first appearance.
-    static func groupByTrace(_ batch: SpanBatch, spans: [Int]?) -> [[Int]] {
+    /// Span indices grouped by full trace id, groups and members in order of first appearance:
+    /// `order[starts[g]..<starts[g+1]]` are group g's spans. A fixed number of allocations.
+    static func groupByTrace(_ batch: SpanBatch, spans: [Int]?) -> (order: [Int], starts: [Int]) {
+        let n = spans?.count ?? batch.spans.count
+        @inline(__always) func index(_ k: Int) -> Int { spans?[k] ?? k }
         var groupOf: [TraceID: Int] = [:]
-        var groups: [[Int]] = []
-        func add(_ i: Int) {
-            let id = batch.spans[i].traceID
-            if let g = groupOf[id] { groups[g].append(i) } else { groupOf[id] = groups.count; groups.append([i]) }
+        groupOf.reserveCapacity(min(n, 1024))
+        var group = [Int](repeating: 0, count: n)
+        var sizes: [Int] = []
+        for k in 0..<n {
+            let id = batch.spans[index(k)].traceID
+            if let g = groupOf[id] { group[k] = g; sizes[g] += 1 }
+            else { group[k] = sizes.count; groupOf[id] = sizes.count; sizes.append(1) }
         }
-        if let spans { for i in spans { add(i) } } else { for i in batch.spans.indices { add(i) } }
-        return groups
+        var starts = [Int](repeating: 0, count: sizes.count + 1)
+        for g in 0..<sizes.count { starts[g + 1] = starts[g] + sizes[g] }
+        var fill = starts
+        var order = [Int](repeating: 0, count: n)
+        for k in 0..<n { order[fill[group[k]]] = index(k); fill[group[k]] += 1 }
+        return (order, starts)
     }
 
     static func isDatadogOrigin(_ f: SpanFormat) -> Bool {
@@ -26,16 +36,16 @@ enum DDEncoder {
     }
 
     static func encodeV04(_ batch: SpanBatch, spans: [Int]?, into out: inout [UInt8]) {
-        let groups = groupByTrace(batch, spans: spans)
+        let (order, starts) = groupByTrace(batch, spans: spans)
         let ddOrigin = isDatadogOrigin(batch.metadata.format)
-        out.reserveCapacity(out.count + (spans?.count ?? batch.spans.count) * 400)
-        W.writeArrayHeader(groups.count, into: &out)
+        out.reserveCapacity(out.count + order.count * 400)
+        W.writeArrayHeader(starts.count - 1, into: &out)
         batch.storage.withUnsafeBytes { storage in
             let ctx = Ctx(batch: batch, storage: storage, ddOrigin: ddOrigin)
-            for g in groups {
-                W.writeArrayHeader(g.count, into: &out)
-                for (n, i) in g.enumerated() {
-                    ctx.writeSpan(batch.spans[i], firstOfChunk: n == 0, into: &out)
+            for g in 0..<(starts.count - 1) {
+                W.writeArrayHeader(starts[g + 1] - starts[g], into: &out)
+                for k in starts[g]..<starts[g + 1] {
+                    ctx.writeSpan(batch.spans[order[k]], firstOfChunk: k == starts[g], into: &out)
                 }
             }
         }

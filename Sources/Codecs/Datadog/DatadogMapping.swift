@@ -2,7 +2,8 @@ import Spans
 
 // # Datadog ↔ shared span model
 //
-// Decoding (v0.3 msgpack/JSON, v0.4, v0.5) fills `Span` like this:
+// Decoding (v0.3 msgpack/JSON, v0.4, v0.5, v0.7 — chunk/payload extras in DatadogV07.swift)
+// fills `Span` like this:
 //
 // | Datadog                                   | Span                                                  |
 // |-------------------------------------------|-------------------------------------------------------|

@@ -21,7 +21,7 @@ public enum DatadogV04 {
 
     /// How many traces `encode` would write for these spans (the `X-Datadog-Trace-Count` header).
     public static func traceCount(_ batch: SpanBatch, spans: [Int]? = nil) -> Int {
-        DDEncoder.groupByTrace(batch, spans: spans).count
+        DDEncoder.groupByTrace(batch, spans: spans).starts.count - 1
     }
 }
 

@@ -6,6 +6,9 @@ import Spans
 /// indices to indices / numbers). Decoding resolves indices to slices of the body, so like v0.4
 /// it copies no text; the table costs one array per batch. Mapping: DatadogMapping.swift.
 public enum DatadogV05 {
+    /// Largest string table accepted (4 Mi entries, far above what tracers send).
+    public static let maxStrings = 1 << 22
+
     public static func decode(_ body: [UInt8], metadata: BatchMetadata) throws(DecodeError) -> SpanBatch {
         let format = SpanFormat.datadogV05
         guard body.count < Int(UInt32.max) else {
@@ -28,16 +31,26 @@ public enum DatadogV05 {
         guard parts == 2 else {
             throw DecodeError(.malformed, format: r.format, offset: top, "v0.5 payload must be a 2-element array [strings, traces], found \(parts) elements")
         }
+        let tableAt = r.position
         let count = try r.readArrayHeader()
-        var table = [Range<Int>]()
-        table.reserveCapacity(count)
-        for _ in 0..<count { table.append(try r.readStringRange()) }
+        // Each entry costs 8 bytes here for ≥ 1 byte of body; the cap bounds that amplification.
+        guard count <= DatadogV05.maxStrings else {
+            throw DecodeError(.invalidValue, format: r.format, offset: tableAt,
+                              "string table declares \(count) entries; at most \(DatadogV05.maxStrings) are accepted")
+        }
+        var table = [Str]()
+        table.reserveCapacity(min(count, 65536))
+        for _ in 0..<count { table.append(DDMsgpackTraces.str(try r.readStringRange())) }
 
         let traces = try r.readArrayHeader()
-        batch.spans.reserveCapacity(r.remaining / 48)
+        batch.spans.reserveCapacity(r.remaining / 96)
         var builder = DDSpanBuilder()
         let b = r.bytes
         @inline(__always) func index(_ r: inout MessagePackReader) throws(DecodeError) -> Range<Int> {
+            let s = try strIndex(&r)
+            return Int(s.offset)..<Int(s.offset + s.count)
+        }
+        @inline(__always) func strIndex(_ r: inout MessagePackReader) throws(DecodeError) -> Str {
             let at = r.position
             let i = try r.readUInt64Bits()
             guard i < UInt64(table.count) else {

@@ -210,7 +210,8 @@ public enum ZipkinJSONV2 {
             JSONWriter.raw(",\"name\":", to: &out)
             JSONWriter.string(s.name, of: batch, to: &out)
         }
-        let ts = s.startNanos / 1000, dur = s.durationNanos / 1000
+        // Zipkin: durations under one microsecond are rounded up, never written as 0.
+        let ts = s.startNanos / 1000, dur = s.durationNanos > 0 ? max(1, s.durationNanos / 1000) : 0
         if ts > 0 { JSONWriter.raw(",\"timestamp\":", to: &out); JSONWriter.int(ts, to: &out) }
         if dur > 0 { JSONWriter.raw(",\"duration\":", to: &out); JSONWriter.int(dur, to: &out) }
         if !s.localEndpoint.isEmpty {

@@ -208,7 +208,7 @@ public enum ZipkinProto3 {
         if s.kind != .unspecified { ProtoWriter.tag(4, 0, to: &out); ProtoWriter.varint(UInt64(s.kind.rawValue), to: &out) }
         if !s.name.isEmpty { batch.withBytes(s.name) { ProtoWriter.bytes(5, $0, to: &out) } }
         if s.startNanos > 0 { ProtoWriter.fixed64(6, UInt64(s.startNanos / 1000), to: &out) }
-        if s.durationNanos >= 1000 { ProtoWriter.tag(7, 0, to: &out); ProtoWriter.varint(UInt64(s.durationNanos / 1000), to: &out) }
+        if s.durationNanos > 0 { ProtoWriter.tag(7, 0, to: &out); ProtoWriter.varint(UInt64(max(1, s.durationNanos / 1000)), to: &out) }
         if !s.localEndpoint.isEmpty { encodeEndpoint(8, s.localEndpoint, batch, &out) }
         if !s.remoteEndpoint.isEmpty { encodeEndpoint(9, s.remoteEndpoint, batch, &out) }
         for a in batch.annotations(of: s) {
