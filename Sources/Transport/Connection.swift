@@ -273,7 +273,7 @@ final class Connection: ConnectionContext, @unchecked Sendable {
             let r: IOResult<Int>
             do {
                 r = try out.withUnsafeBytes { p throws(SystemCallError) in
-                    try syscall("write") { Glibc.write(fd, p.baseAddress! + outOffset, p.count - outOffset) }
+                    try syscall("send") { Glibc.send(fd, p.baseAddress! + outOffset, p.count - outOffset, Int32(MSG_NOSIGNAL)) }
                 }
             } catch {
                 isFlushing = false
