@@ -47,7 +47,7 @@ while size < target:
                   "component": "proxy", "node_id": "sidecar~10.0.0.1~orders-5d8f-abcde.default~default.svc.cluster.local",
                   "mesh": "default", "kuma.io/service": "orders_default_svc_8080", "kuma.io/zone": "zone-1",
                   "upstream_cluster": "orders_default_svc_8080", "response_flags": "-", "guid:x-request-id": "%032x" % random.getrandbits(128)}}
-    spans.append(s); size += len(json.dumps(s)) + 1
+    spans.append(s); size += len(json.dumps(s, separators=(",", ":"))) + 1
 sys.stdout.write(json.dumps(spans, separators=(",", ":")))
 EOF
 BODY_SIZE=$(stat -c %s "$WORK/body.json")
