@@ -312,6 +312,28 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         }
     }
 
+    /// Random `HTTP2-Settings` payloads either start a session or throw; never trap.
+    @Test func randomUpgradeSettingsNeverCrash() {
+        var rng = H2SplitMix64(seed: 31)
+        var started = 0, refused = 0
+        for _ in 0..<300 {
+            let count = Int.random(in: 0...4, using: &rng) * 6 + (Bool.random(using: &rng) ? 0 : Int.random(in: 1...5, using: &rng))
+            let payload = (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let ctx = H2TestContext()
+            let upgrade = H2CUpgrade(request: HTTPRequest(method: "GET", path: "/"), settingsPayload: payload,
+                                     remainingBytes: h2RandomBytes(Int.random(in: 0...64, using: &rng), seed: rng.next()))
+            do {
+                let e = try HTTP2ServerEngine(context: ctx, handler: checksumHandler(), configuration: HTTP2Configuration(), upgrade: upgrade)
+                started += 1
+                _ = ctx.queue.sync { e.disposition }
+            } catch {
+                refused += 1
+                #expect(String(describing: error).contains("HTTP2-Settings"))
+            }
+        }
+        #expect(started > 0 && refused > 0)
+    }
+
     @Test func configurationDefaults() {
         let c = HTTP2Configuration()
         #expect(c.maxConcurrentStreams == 256)
@@ -329,6 +351,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         config.maxConcurrentStreams = 100
         config.connectionWindow = 8 << 20
         let h = H2Harness(handler: checksumHandler(), configuration: config)
+        #expect(h.onQueue { _, e in e.hasPendingOutput })
         h.step()
         var frames: [(type: UInt8, stream: UInt32, payload: [UInt8])] = []
         var i = 0

@@ -9,6 +9,16 @@ import Testing
 /// same run, HTTP/1.1 on the same server with the same client.
 @Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["TRACERELAY_H2LOAD"] != nil))
 struct HTTP2ThroughputTests {
+    /// utime + stime of this process (the server; h2load is a child and not counted).
+    static func processCPUSeconds() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After "(comm)": state is field 3, utime 14 and stime 15 → offsets 11 and 12 here.
+        guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { return 0 }
+        return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     @Test func h2loadThroughput() throws {
         let duration = ProcessInfo.processInfo.environment["TRACERELAY_H2LOAD_SECONDS"] ?? "5"
         let handler = ClosureHandler { request, respond in
@@ -23,12 +33,17 @@ struct HTTP2ThroughputTests {
         defer { try? FileManager.default.removeItem(at: file) }
 
         for (label, extra) in [("h2c prior knowledge -c 32 -m 10", ["-m", "10"]), ("HTTP/1.1 reference -c 32", ["--h1"])] {
+            let cpuBefore = Self.processCPUSeconds()
             let r = try HTTP2ServerSocketTests.run(HTTP2ServerSocketTests.h2load,
                                                    ["-c", "32", "-t", "1", "-D", duration, "--warm-up-time=1", "-d", file.path] + extra + [url])
             let summary = r.output.split(separator: "\n").filter {
                 $0.hasPrefix("finished in") || $0.hasPrefix("requests:") || $0.hasPrefix("status codes:") || $0.hasPrefix("traffic:")
             }
-            print("[h2load] \(label):\n  " + summary.joined(separator: "\n  "))
+            let cpu = Self.processCPUSeconds() - cpuBefore
+            let done = r.output.split(separator: "\n").first { $0.hasPrefix("requests:") }
+                .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Double($0) } ?? 0
+            print("[h2load] \(label):\n  " + summary.joined(separator: "\n  ")
+                  + "\n  server CPU \(cpu) s (incl. warm-up) → \(Int(done / max(cpu, 0.001))) req per server CPU-second")
             #expect(r.status == 0)
             #expect(r.output.contains(" 0 failed, 0 errored"), "\(r.output)")
         }

@@ -74,7 +74,8 @@ package final class HTTP2ServerEngine: ProtocolEngine {
     private lazy var ref = EngineRef(self)
 
     /// A server session for prior-knowledge h2c: the connection feeds every byte from the
-    /// start, including the 24-byte client preface. The server SETTINGS are queued at once.
+    /// start, including the 24-byte client preface. The server preface (SETTINGS, connection
+    /// WINDOW_UPDATE) is pending output as soon as this returns.
     package init(context: any ConnectionContext, handler: any HTTPHandler, configuration: HTTP2Configuration) {
         self.handler = handler
         self.configuration = configuration.clamped
@@ -83,6 +84,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         self.remoteAddress = context.remoteAddress
         self.listener = context.listener
         startSession()
+        flushOutput()
     }
 
     /// A server session taking over from HTTP/1.1 after `Upgrade: h2c` (the 101 is already
