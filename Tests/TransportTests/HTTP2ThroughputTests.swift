@@ -35,7 +35,7 @@ struct HTTP2ThroughputTests {
         for (label, extra) in [("h2c prior knowledge -c 32 -m 10", ["-m", "10"]), ("HTTP/1.1 reference -c 32", ["--h1"])] {
             let cpuBefore = Self.processCPUSeconds()
             let r = try HTTP2ServerSocketTests.run(HTTP2ServerSocketTests.h2load,
-                                                   ["-c", "32", "-t", "1", "-D", duration, "--warm-up-time=1", "-d", file.path] + extra + [url])
+                                                   ["-c", "32", "-t", "1", "-D", duration, "-d", file.path] + extra + [url])
             let summary = r.output.split(separator: "\n").filter {
                 $0.hasPrefix("finished in") || $0.hasPrefix("requests:") || $0.hasPrefix("status codes:") || $0.hasPrefix("traffic:")
             }
@@ -43,7 +43,7 @@ struct HTTP2ThroughputTests {
             let done = r.output.split(separator: "\n").first { $0.hasPrefix("requests:") }
                 .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Double($0) } ?? 0
             print("[h2load] \(label):\n  " + summary.joined(separator: "\n  ")
-                  + "\n  server CPU \(cpu) s (incl. warm-up) → \(Int(done / max(cpu, 0.001))) req per server CPU-second")
+                  + "\n  server CPU \(cpu) s → \(Int(done / max(cpu, 0.001))) req per server CPU-second")
             #expect(r.status == 0)
             #expect(r.output.contains(" 0 failed, 0 errored"), "\(r.output)")
         }
