@@ -168,6 +168,13 @@ package final class HTTP2ServerEngine: ProtocolEngine {
     }
 
     package func drainOutput(into out: inout [UInt8], limit: Int) {
+        if out.isEmpty, pendingStart == 0, !pending.isEmpty, pending.count <= limit {
+            // The usual case: hand the whole buffer over without copying; the two buffers
+            // trade places and keep their capacity.
+            swap(&out, &pending)
+            flushOutput()
+            return
+        }
         let n = min(limit, pending.count - pendingStart)
         if n > 0 {
             out.append(contentsOf: pending[pendingStart..<(pendingStart + n)])
