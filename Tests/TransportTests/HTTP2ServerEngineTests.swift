@@ -1,4 +1,5 @@
 import Dispatch
+import Glibc
 import Testing
 @testable import Transport
 
@@ -222,6 +223,27 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         #expect(h.run { c, e in c.response(ids[0])?.closed == true && e.disposition == .open })
         for r in held.responders.all.dropFirst() { r(HTTPResponse(status: 202)) }
         #expect(h.run { c, _ in ids.allSatisfy { c.response($0)?.status == 202 } })
+    }
+
+    /// A large answer the peer has not taken yet pauses reading; draining it resumes.
+    @Test func pausesReadingWhileOutputIsPiledUp() {
+        var config = HTTP2Configuration()
+        config.maxPendingOutputBytes = 16_384
+        let big = h2RandomBytes(300_000, seed: 9)
+        let h = H2Harness(handler: ClosureHandler { _, respond in respond(HTTPResponse(status: 200, body: big)) }, configuration: config)
+        h.step()  // exchange SETTINGS
+        let id = h.onQueue { c, _ in c.request(method: "GET", path: "/big") }
+        h.onQueue { c, _ in h.feed(c.output()) }
+        // Wait for the answer to hop back onto the queue; do not drain.
+        var sawPause = false
+        for _ in 0..<2_000 where !sawPause {
+            sawPause = h.onQueue { _, e in e.hasPendingOutput && e.disposition == .pauseReading }
+            if !sawPause { usleep(1_000) }
+        }
+        #expect(sawPause)
+        #expect(h.run { c, _ in c.response(id)?.closed == true })
+        #expect(h.onQueue { c, _ in c.response(id)?.body } == big)
+        #expect(h.disposition == .open)
     }
 
     @Test func garbageAfterThePrefaceEndsInGoaway() {
