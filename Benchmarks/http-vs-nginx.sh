@@ -8,7 +8,8 @@
 #
 # Usage: Benchmarks/http-vs-nginx.sh            (builds Benchmarks' transport-echo, release)
 #        SERVER="tracerelay serve --listen" Benchmarks/http-vs-nginx.sh   (the product instead)
-# Env:   DURATION (default 10), CONNECTIONS (32), STREAMS (10), BODY_BYTES (50000), LOOPS (cores)
+# Env:   DURATION (default 10), CONNECTIONS (32), STREAMS (10), BODY_BYTES (50000),
+#        LOOPS (event loops of transport-echo; default = cores), ECHO_FLAGS (e.g. --shared-queues)
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -47,7 +48,7 @@ while size < target:
                   "component": "proxy", "node_id": "sidecar~10.0.0.1~orders-5d8f-abcde.default~default.svc.cluster.local",
                   "mesh": "default", "kuma.io/service": "orders_default_svc_8080", "kuma.io/zone": "zone-1",
                   "upstream_cluster": "orders_default_svc_8080", "response_flags": "-", "guid:x-request-id": "%032x" % random.getrandbits(128)}}
-    spans.append(s); size += len(json.dumps(s)) + 1
+    spans.append(s); size += len(json.dumps(s, separators=(",", ":"))) + 1
 sys.stdout.write(json.dumps(spans, separators=(",", ":")))
 EOF
 BODY_SIZE=$(stat -c %s "$WORK/body.json")
@@ -63,7 +64,7 @@ if [[ -n "${SERVER:-}" ]]; then
     TR_PID=$!
 else
     swift build --package-path "$HERE" -c release --product transport-echo 2>&1 | tail -1 >&2
-    "$HERE/.build/release/transport-echo" --listen "127.0.0.1:$TR_PORT" ${LOOPS:+--loops $LOOPS} > "$WORK/tr.log" 2>&1 &
+    "$HERE/.build/release/transport-echo" --listen "127.0.0.1:$TR_PORT" ${LOOPS:+--loops $LOOPS} ${ECHO_FLAGS:-} > "$WORK/tr.log" 2>&1 &
     TR_PID=$!
 fi
 PIDS+=("$TR_PID")

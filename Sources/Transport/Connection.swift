@@ -7,10 +7,12 @@ import Glibc
 /// loop), a read and a write DispatchSource created once, and the protocol engine it drives.
 ///
 /// Invariants (DESIGN.md, "Dispatch sources on Linux"):
-/// - both sources are created and activated once, on `queue`, and never re-created;
+/// - both sources are created and activated once, on `queue`, and never re-created (the
+///   write source lazily, the first time the socket's send buffer fills);
 /// - the write source is resumed only while output is pending;
-/// - `close(fd)` happens only in the read source's cancel handler, which is triggered from the
-///   write source's cancel handler, so both are cancelled before the fd goes away.
+/// - `close(fd)` happens only in the read source's cancel handler, which (if a write source
+///   exists) is triggered from the write source's cancel handler, so both are cancelled
+///   before the fd goes away.
 final class Connection: ConnectionContext, @unchecked Sendable {
     let fd: Int32
     let queue: DispatchQueue
@@ -70,13 +72,7 @@ final class Connection: ConnectionContext, @unchecked Sendable {
     func start() {
         _ = QueueToken.of(queue)
         let rs = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        let ws = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
         rs.setEventHandler { [unowned self] in self.readable() }
-        ws.setEventHandler { [unowned self] in self.writable() }
-        // Cancel order: write source first, then the read source, whose handler closes the fd.
-        ws.setCancelHandler { [self] in
-            self.readSource?.cancel()
-        }
         rs.setCancelHandler { [self] in
             Glibc.close(self.fd)
             self.readSource = nil
@@ -87,10 +83,7 @@ final class Connection: ConnectionContext, @unchecked Sendable {
             self.server?.connectionClosed(self)
         }
         readSource = rs
-        writeSource = ws
         rs.activate()
-        ws.activate()
-        ws.suspend() // resumed only while output is pending
 
         let t = DispatchSource.makeTimerSource(queue: queue)
         let tick = Self.tickInterval(config)
@@ -273,7 +266,7 @@ final class Connection: ConnectionContext, @unchecked Sendable {
             let r: IOResult<Int>
             do {
                 r = try out.withUnsafeBytes { p throws(SystemCallError) in
-                    try syscall("write") { Glibc.write(fd, p.baseAddress! + outOffset, p.count - outOffset) }
+                    try syscall("send") { Glibc.send(fd, p.baseAddress! + outOffset, p.count - outOffset, Int32(MSG_NOSIGNAL)) }
                 }
             } catch {
                 isFlushing = false
@@ -281,7 +274,7 @@ final class Connection: ConnectionContext, @unchecked Sendable {
             }
             switch r {
             case .wouldBlock:
-                if !writeResumed { writeSource?.resume(); writeResumed = true }
+                armWriteSource()
                 return
             case .done(let n):
                 outOffset += n
@@ -289,6 +282,23 @@ final class Connection: ConnectionContext, @unchecked Sendable {
             }
         }
         if writeResumed { writeSource?.suspend(); writeResumed = false }
+    }
+
+    /// The socket is full: wait for it to drain. The write source is created the first time
+    /// this happens (most connections never fill their send buffer, and an idle write source
+    /// still costs epoll updates), then only resumed and suspended.
+    private func armWriteSource() {
+        if let ws = writeSource {
+            if !writeResumed { ws.resume(); writeResumed = true }
+            return
+        }
+        let ws = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+        ws.setEventHandler { [unowned self] in self.writable() }
+        // Cancel order: write source first, then the read source, whose handler closes the fd.
+        ws.setCancelHandler { [self] in self.readSource?.cancel() }
+        writeSource = ws
+        writeResumed = true
+        ws.activate()
     }
 
     private func writable() {
@@ -333,8 +343,12 @@ final class Connection: ConnectionContext, @unchecked Sendable {
         phase = .closed
         timer?.cancel()
         if readSuspended { readSource?.resume(); readSuspended = false }
-        if !writeResumed { writeSource?.resume(); writeResumed = true }
-        writeSource?.cancel()
+        if let ws = writeSource {
+            if !writeResumed { ws.resume(); writeResumed = true }
+            ws.cancel() // its cancel handler cancels the read source
+        } else {
+            readSource?.cancel()
+        }
     }
 
     // MARK: timers and shutdown

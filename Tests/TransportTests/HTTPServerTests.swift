@@ -184,6 +184,26 @@ import Testing
         }
     }
 
+    @Test func peerVanishingWhileWeWriteDoesNotKillTheProcess() throws {
+        // Large responses to a client that closed: send() fails with EPIPE/ECONNRESET, which
+        // must neither raise SIGPIPE nor disturb other connections.
+        let big = ClosureHandler { _, respond in respond(HTTPResponse(status: 200, body: [UInt8](repeating: 0x61, count: 2_000_000))) }
+        try Self.withServer(handler: big) { server, port in
+            for _ in 0..<3 {
+                let c = try TestClient(port: port)
+                c.send((0..<4).map { _ in "GET /big HTTP/1.1\r\nHost: t\r\n\r\n" }.joined())
+                usleep(20_000)
+            }
+            usleep(200_000)
+            let c = try TestClient(port: port)
+            c.send("GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponse()?.body.count == 2_000_000)
+            var waited = 0
+            while server.connectionCount > 1 && waited < 300 { usleep(10_000); waited += 1 }
+            #expect(server.connectionCount == 1)
+        }
+    }
+
     @Test func slowClientHitsHeaderTimeout() throws {
         try Self.withServer({ $0.headerReadTimeout = 0.3 }) { _, port in
             let c = try TestClient(port: port)

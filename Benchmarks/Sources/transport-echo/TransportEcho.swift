@@ -6,7 +6,8 @@ import Glibc
 #endif
 
 /// A bare `HTTPServer` for Benchmarks/http-vs-nginx.sh: `POST /api/v2/spans` → 202 once the
-/// body is read, nothing else. Usage: transport-echo --listen HOST:PORT [--listen …] [--loops N]
+/// body is read, nothing else.
+/// Usage: transport-echo --listen HOST:PORT [--listen …] [--loops N] [--shared-queues]
 enum TransportEcho {
     static func main() {
         var listens: [String] = []
@@ -16,8 +17,9 @@ enum TransportEcho {
             switch a {
             case "--listen": if let v = args.popFirst() { listens.append(v) }
             case "--loops": config.loops = args.popFirst().flatMap { Int($0) }
+            case "--shared-queues": config.dedicatedConnectionQueues = false
             default:
-                say("usage: transport-echo --listen HOST:PORT [--loops N]", to: 2)
+                say("usage: transport-echo --listen HOST:PORT [--loops N] [--shared-queues]", to: 2)
                 exit(2)
             }
         }
