@@ -200,6 +200,29 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         #expect(h.run { c, e in c.goawayReceived && !e.hasPendingOutput && e.disposition == .closeAfterFlush })
     }
 
+    /// A peer that opens a stream and stalls: not in flight, and the idle timeout ends the
+    /// connection with GOAWAY. A request waiting for its handler keeps the connection.
+    @Test func timeoutEndsStalledStreamsButWaitsForHandlers() {
+        let held = HeldAnswers()
+        let h = H2Harness(handler: held.handler)
+        h.step()
+        // Headers and part of a body: the client declares more than it sends.
+        let id = h.onQueue { c, _ in c.request(headers: [("content-length", "1000")], body: [1, 2, 3], contentLength: false) }
+        var bytes = h.onQueue { c, _ in c.output() }
+        bytes.removeLast(3 + 9)  // drop the DATA frame (END_STREAM) so the stream stays open
+        h.onQueue { _, _ in h.feed(bytes) }
+        #expect(h.onQueue { _, e in e.inFlightRequests } == 0)
+        let waiting = h.onQueue { c, _ in c.request(body: [7]) }
+        #expect(h.run { _, _ in held.responders.count == 1 })
+        #expect(h.onQueue { _, e in e.inFlightRequests } == 1)
+        #expect(h.onQueue { _, e in e.timeout(.idle) } == .open)
+        held.responders.all[0](HTTPResponse(status: 202))
+        #expect(h.run { c, e in c.response(waiting)?.closed == true && e.inFlightRequests == 0 })
+        #expect(h.onQueue { _, e in e.timeout(.idle) } == .closeAfterFlush)
+        #expect(h.run { c, _ in c.goawayReceived })
+        #expect(h.onQueue { c, _ in c.response(id)?.status } == nil)
+    }
+
     @Test func peerCloseAnswersInFlightThenCloses() {
         let held = HeldAnswers()
         let h = H2Harness(handler: held.handler)

@@ -206,9 +206,14 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         return .open
     }
 
-    /// Streams opened and not yet closed (request arriving, waiting for the handler or the
-    /// answer still being sent).
-    package var inFlightRequests: Int { streams.count }
+    /// Requests read completely and not yet fully answered (waiting for the handler, or the
+    /// answer still being sent). Streams whose request is still arriving do not count, so a
+    /// peer that opens a stream and then goes quiet lets the connection's idle timer fire.
+    package var inFlightRequests: Int {
+        var n = 0
+        for stream in streams.values where stream.phase != .receiving { n += 1 }
+        return n
+    }
 
     package func peerClosed() -> EngineDisposition {
         peerHasClosed = true
