@@ -6,7 +6,7 @@ import PackageDescription
 // Relay wires them together; the `tracerelay` command sits on top.
 let package = Package(
     name: "tracerelay",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "tracerelay", targets: ["tracerelay"]),
         // Libraries so Benchmarks/ and loadtest/ can link the stages they measure.

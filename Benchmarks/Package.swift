@@ -5,7 +5,7 @@ import PackageDescription
 //   swift package --package-path Benchmarks benchmark
 let package = Package(
     name: "tracerelay-benchmarks",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "tracerelay", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),

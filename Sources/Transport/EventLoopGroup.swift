@@ -26,6 +26,13 @@ final class EventLoop: @unchecked Sendable {
 /// N serial queues (default: one per core). Each connection gets its own serial queue that
 /// *targets* one of them, picked round-robin, so no connection queue lands in Dispatch's
 /// overcommit pool and the work spreads across cores.
+///
+/// Cost model (measured with perf on Linux, libdispatch's epoll backend): every read event
+/// is a round trip through Dispatch's manager thread — after the handler returns, the source
+/// is re-armed by the manager (eventfd wake-up + `epoll_ctl`), and the next event is handed
+/// from the manager to a worker thread. That, not parsing, dominates a small keep-alive
+/// request, which is why handlers should do all they can per event (read until EAGAIN, serve
+/// every pipelined request, write once).
 public final class EventLoopGroup: Sendable {
     let loops: [EventLoop]
     private let next = Atomic<Int>(0)

@@ -1,0 +1,10 @@
+import Codecs
+import Spans
+
+/// libFuzzer entry: Zipkin v2 JSON must either decode or throw a DecodeError; it must never trap.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let body = Array(UnsafeBufferPointer(start: data, count: size))
+    _ = try? ZipkinJSONV2.decode(body, metadata: BatchMetadata(format: .zipkinV2JSON))
+    return 0
+}

@@ -1,1 +1,0 @@
-// Buffering: see ../shared/DESIGN.md

@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Spans
+
+/// Zipkin's id rules, shared by the JSON decoders.
+enum ZipkinIDs {
+    /// Reads a trace id string: 1…32 hex digits of either case, left-padded; a 128-bit id
+    /// with a zero high half becomes 64-bit. `canonical` is true when the text was already
+    /// what the encoder writes (16 or 32 lower-case digits, non-zero high half for 32).
+    static func traceID(_ r: inout JSONReader) throws(DecodeError) -> (TraceID, canonical: Bool) {
+        let s = try r.readString()
+        let b = r.bytes(s.range)
+        guard !s.hasEscapes, s.count >= 1, s.count <= 32, let id = TraceID(hexBytes: b) else {
+            throw r.error("traceId must be 1 to 32 hex digits", at: s.start - 1, code: .invalidValue)
+        }
+        guard !id.isZero else { throw r.error("traceId is all zeros", at: s.start - 1, code: .invalidValue) }
+        let canonical = (s.count == 16 || (s.count == 32 && id.high != 0)) && isLower(b)
+        return (id, canonical)
+    }
+
+    /// Reads a span or parent id string: 1…16 hex digits of either case, left-padded.
+    static func spanID(_ r: inout JSONReader, field: StaticString) throws(DecodeError) -> (UInt64, canonical: Bool) {
+        let s = try r.readString()
+        let b = r.bytes(s.range)
+        guard !s.hasEscapes, let id = parseHex64(b) else {
+            throw r.error("\(field) must be 1 to 16 hex digits", at: s.start - 1, code: .invalidValue)
+        }
+        return (id, s.count == 16 && isLower(b))
+    }
+
+    @inline(__always) static func isLower(_ b: UnsafeRawBufferPointer) -> Bool {
+        for c in b where c >= UInt8(ascii: "A") && c <= UInt8(ascii: "F") { return false }
+        return true
+    }
+}
+
+/// Zipkin span kind spellings.
+enum ZipkinKinds {
+    /// Parses a kind name case-insensitively; unknown names are `.unspecified` (Zipkin drops
+    /// them). `exact` is true for the canonical upper-case spelling.
+    static func parse(_ b: UnsafeRawBufferPointer) -> (SpanKind, exact: Bool) {
+        var upper: (UInt64, UInt64) = (0, 0)
+        guard b.count <= 16 else { return (.unspecified, false) }
+        var exact = true
+        for (i, c) in b.enumerated() {
+            var u = c
+            if c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z") { u = c - 32; exact = false }
+            if i < 8 { upper.0 |= UInt64(u) << (8 * UInt64(i)) } else { upper.1 |= UInt64(u) << (8 * UInt64(i - 8)) }
+        }
+        func word(_ s: StaticString) -> (UInt64, UInt64) {
+            var w: (UInt64, UInt64) = (0, 0)
+            for i in 0..<s.utf8CodeUnitCount {
+                let c = UInt64(s.utf8Start[i])
+                if i < 8 { w.0 |= c << (8 * UInt64(i)) } else { w.1 |= c << (8 * UInt64(i - 8)) }
+            }
+            return w
+        }
+        if upper == word("CLIENT") { return (.client, exact) }
+        if upper == word("SERVER") { return (.server, exact) }
+        if upper == word("PRODUCER") { return (.producer, exact) }
+        if upper == word("CONSUMER") { return (.consumer, exact) }
+        return (.unspecified, false)
+    }
+}
+
+/// Conversions between textual and binary IP addresses (proto3 carries bytes, the batch text).
+enum ZipkinIP {
+    /// Appends the text form of a 4- or 16-byte address to the batch; empty for other sizes.
+    static func text(_ bytes: UnsafeRawBufferPointer, in batch: inout SpanBatch) -> Str {
+        let family: Int32
+        switch bytes.count {
+        case 4: family = AF_INET
+        case 16: family = AF_INET6
+        default: return .empty
+        }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buf in
+            guard inet_ntop(family, bytes.baseAddress, buf.baseAddress, 64) != nil else { return .empty }
+            let n = strlen(buf.baseAddress!)
+            return batch.intern(UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
+        }
+    }
+
+    /// Parses an address text into `out` (16 bytes); returns 4 or 16 for the size written,
+    /// 0 when the text is not an address of that family.
+    static func parse(_ text: UnsafeRawBufferPointer, v6: Bool, into out: UnsafeMutableRawPointer) -> Int {
+        guard text.count > 0, text.count < 64 else { return 0 }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buf in
+            UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: text.baseAddress!, byteCount: text.count)
+            buf[text.count] = 0
+            guard inet_pton(v6 ? AF_INET6 : AF_INET, buf.baseAddress, out) == 1 else { return 0 }
+            return v6 ? 16 : 4
+        }
+    }
+}

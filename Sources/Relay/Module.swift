@@ -1,1 +1,0 @@
-// Relay: see ../shared/DESIGN.md

@@ -1,0 +1,69 @@
+/// The `X-Tracerelay-Tags` header one relay sends the next: `k=v,k2=v2`, with `%`, `,` and `=`
+/// inside keys and values percent-encoded (`%25`, `%2C`, `%3D`).
+public enum TracerelayTagsHeader {
+    public static let name = "X-Tracerelay-Tags"
+    /// More tags than this in one header are refused (a relay sends a handful).
+    public static let maxTags = 64
+
+    /// Parses the header value; nil when malformed (a pair without `=`, an empty key, a bad
+    /// escape, too many tags). Spaces around pairs are ignored.
+    public static func parse(_ value: String) -> [TagPair]? {
+        var out: [TagPair] = []
+        for part in value.split(separator: ",", omittingEmptySubsequences: true) {
+            let p = part.trimmingSpaces
+            if p.isEmpty { continue }
+            guard let eq = p.firstIndex(of: "="), let k = decode(p[..<eq]), !k.isEmpty,
+                  let v = decode(p[p.index(after: eq)...]) else { return nil }
+            out.append(TagPair(k, v))
+            if out.count > maxTags { return nil }
+        }
+        return out
+    }
+
+    public static func format(_ tags: [TagPair]) -> String {
+        tags.map { encode($0.key) + "=" + encode($0.value) }.joined(separator: ",")
+    }
+
+    private static func encode(_ s: String) -> String {
+        var out = ""
+        for c in s {
+            switch c {
+            case "%": out += "%25"
+            case ",": out += "%2C"
+            case "=": out += "%3D"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+
+    private static func decode(_ s: Substring) -> String? {
+        guard s.contains("%") else { return String(s) }
+        var bytes: [UInt8] = []
+        var it = Array(s.utf8)[...]
+        while let b = it.popFirst() {
+            if b == UInt8(ascii: "%") {
+                guard it.count >= 2, let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16) else { return nil }
+                it = it.dropFirst(2)
+                bytes.append(v)
+            } else {
+                bytes.append(b)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension RoutingTable {
+    /// Request-level tags for a batch, in precedence order: the listener's static tags, then the
+    /// upstream relay's `X-Tracerelay-Tags` (only when `trustUpstreamTags`; a malformed header is
+    /// ignored). Put the result in `BatchMetadata.requestTags`.
+    public func requestTags(listener: String, header: String?) -> [(key: String, value: String)] {
+        var out: [(key: String, value: String)] = []
+        if let l = config.listeners.first(where: { $0.name == listener }) { out += l.tags.map { ($0.key, $0.value) } }
+        if config.trustUpstreamTags, let header, let tags = TracerelayTagsHeader.parse(header) {
+            out += tags.map { ($0.key, $0.value) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Routing
+
+/// `tracerelay check --config FILE`: validates a configuration and prints its routing table,
+/// or every error with document, path and line. Exit status 0 when usable, 1 otherwise.
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Validate a config file and print the routing table (selectors → backend, region, sampling).")
+
+    @Option(name: .long, help: "The configuration file (Relay document and Kuma resources).")
+    var config: String
+
+    @Flag(name: .long, help: "Treat warnings as errors (exit 1 when there are any).")
+    var strict = false
+
+    func run() throws {
+        let parsed: RelayConfig
+        let table: RoutingTable
+        do {
+            parsed = try RelayConfig.load(path: config)
+            table = try RoutingTable(parsed)
+        } catch {
+            printError("\(config): invalid configuration (\(error.issues.count) error\(error.issues.count == 1 ? "" : "s"))")
+            for issue in error.issues { printError("  " + issue.description) }
+            throw ExitCode(1)
+        }
+        print(renderCheck(table, path: config))
+        if strict, !table.warnings.isEmpty { throw ExitCode(1) }
+    }
+}
+
+/// The `check` report: relay settings, backends, regions, routing rows, warnings.
+func renderCheck(_ t: RoutingTable, path: String) -> String {
+    let c = t.config
+    var out: [String] = []
+    out.append("\(path): OK" + (t.warnings.isEmpty ? "" : " (\(t.warnings.count) warning\(t.warnings.count == 1 ? "" : "s"))"))
+    out.append("relay: region \(c.region ?? "(none)"), admin \(c.adminAddress), listeners "
+               + c.listeners.map { "\($0.name)@\($0.address)" + ($0.tags.isEmpty ? "" : " [" + $0.tags.map(\.description).joined(separator: ",") + "]") }.joined(separator: ", ")
+               + (c.trustUpstreamTags ? ", trusts X-Tracerelay-Tags" : ""))
+    out.append("")
+    out.append("backends:")
+    out += table([["NAME", "TYPE", "REGION", "SAMPLING", "TARGET", "DEFINED IN"]]
+                 + t.backends.map { [$0.name, $0.kind.rawValue, $0.region ?? "-", percent($0.sampling), $0.target, $0.definedIn] })
+    if !t.regionNames.isEmpty {
+        out.append("")
+        out.append("regions (spans of a known region only go to backends of that region):")
+        var rows = [["REGION", "ZONES", "OTHER BACKEND SELECTED →"]]
+        for r in t.regionNames {
+            let zones = c.zoneRegions.filter { $0.value == r }.keys.sorted().joined(separator: ",")
+            rows.append([r, zones.isEmpty ? "-" : zones, c.regions[r]?.fallbackBackend.map { "fallback \($0)" } ?? "refused (spans_refused_residency_total)"])
+        }
+        out += table(rows)
+    }
+    out.append("")
+    out.append("routing (per mesh, in precedence order: the first row that matches a span decides):")
+    out += table([["MESH", "RESOURCE", "SELECTOR", "BACKEND", "REGION", "SAMPLING", "NOTE"]]
+                 + t.rows.map { [$0.mesh, $0.resource.description, $0.selector, $0.backend, $0.region ?? "-", percent($0.sampling), $0.note] })
+    if !t.warnings.isEmpty {
+        out.append("")
+        out.append("warnings:")
+        out += t.warnings.map { "  " + $0.description }
+    }
+    return out.joined(separator: "\n")
+}
+
+private func percent(_ v: Double) -> String {
+    (v == v.rounded() ? String(Int(v)) : String(v)) + "%"
+}
+
+/// Left-aligned columns, two spaces apart, indented by two.
+func table(_ rows: [[String]]) -> [String] {
+    guard let n = rows.first?.count else { return [] }
+    var width = Array(repeating: 0, count: n)
+    for r in rows { for (i, cell) in r.enumerated() { width[i] = max(width[i], cell.count) } }
+    return rows.map { r in
+        var line = " "
+        for (i, cell) in r.enumerated() {
+            line += " " + cell + (i == n - 1 ? "" : String(repeating: " ", count: width[i] - cell.count + 1))
+        }
+        while line.last == " " { line.removeLast() }
+        return line
+    }
+}
+
+func printError(_ s: String) {
+    var stderr = StandardError()
+    print(s, to: &stderr)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        var s = string
+        s.withUTF8 { buf in
+            var off = 0
+            while off < buf.count {
+                let n = writeFD(2, buf.baseAddress! + off, buf.count - off)
+                if n <= 0 { break }
+                off += n
+            }
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+private let writeFD = Glibc.write
+#elseif canImport(Darwin)
+import Darwin
+private let writeFD = Darwin.write
+#endif

@@ -1,4 +1,0 @@
-import Testing
-@testable import Buffering
-
-@Suite struct BufferingPlaceholder { @Test func builds() {} }

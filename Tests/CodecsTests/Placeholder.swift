@@ -1,4 +1,0 @@
-import Testing
-@testable import Codecs
-
-@Suite struct CodecsPlaceholder { @Test func builds() {} }

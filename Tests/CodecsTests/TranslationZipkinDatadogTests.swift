@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+@testable import Codecs
+import Spans
+
+/// Zipkin-origin spans → Datadog v0.4 → back, and Datadog → Datadog re-encoding.
+@Suite struct TranslationZipkinDatadogTests {
+    /// A batch shaped as the Zipkin v2 decoder produces it: 128-bit and 64-bit trace ids,
+    /// parent links, µs timestamps ×1000, kinds, tags, an error, remote endpoints, debug.
+    static func zipkinBatch() -> SpanBatch {
+        var b = SpanBatch(metadata: BatchMetadata(format: .zipkinV2JSON))
+        let trace128 = TraceID(high: 0x463a_c35c_9f64_13ad, low: 0x4848_5a39_53bb_6124)
+        func tags(_ pairs: [(String, String)]) -> Range<UInt32> {
+            let list = pairs.map { Tag(key: b.intern($0.0), value: b.intern($0.1)) }
+            return b.addTags(list)
+        }
+        var root = Span(traceID: trace128, id: 0x1111)
+        root.name = b.intern("get /api/{id}")
+        root.kind = .server
+        root.startNanos = 1_700_000_000_123_456_000
+        root.durationNanos = 25_000_000
+        root.localEndpoint = Endpoint(serviceName: b.intern("frontend"), ipv4: b.intern("10.0.0.1"), port: 8080)
+        root.tags = tags([("http.method", "GET"), ("http.route", "/api/{id}"), ("http.path", "/api/7"), ("mesh", "default")])
+        root.flags = [.shared]
+        b.spans.append(root)
+
+        var client = Span(traceID: trace128, id: 0x2222)
+        client.parentID = 0x1111
+        client.name = b.intern("call backend")
+        client.kind = .client
+        client.startNanos = 1_700_000_000_124_000_000
+        client.durationNanos = 20_000_000
+        client.localEndpoint = Endpoint(serviceName: b.intern("frontend"))
+        client.remoteEndpoint = Endpoint(serviceName: b.intern("backend"), ipv4: b.intern("10.1.2.3"), port: 9000)
+        client.tags = tags([("http.method", "POST"), ("error", "connection refused")])
+        client.flags = [.error]
+        b.spans.append(client)
+
+        var db = Span(traceID: trace128, id: 0x3333)
+        db.parentID = 0x2222
+        db.name = b.intern("query")
+        db.kind = .client
+        db.startNanos = 1_700_000_000_125_000_000
+        db.durationNanos = 1_000
+        db.localEndpoint = Endpoint(serviceName: b.intern("backend"))
+        db.tags = tags([("db.system", "postgresql"), ("db.statement", "SELECT 1")])
+        b.spans.append(db)
+
+        var producer = Span(traceID: TraceID(low: 0xabcdef), id: 0x4444)
+        producer.name = b.intern("send")
+        producer.kind = .producer
+        producer.startNanos = 1_700_000_001_000_000_000
+        producer.durationNanos = 5_000
+        producer.localEndpoint = Endpoint(serviceName: b.intern("worker"))
+        producer.tags = tags([("messaging.operation", "publish"), ("messaging.destination", "orders")])
+        producer.flags = [.debug]
+        producer.samplingPriority = 2
+        b.spans.append(producer)
+        return b
+    }
+
+    @Test func zipkinSpansSurviveDatadogRoundTrip() throws {
+        let zipkin = Self.zipkinBatch()
+        var out: [UInt8] = []
+        DatadogV04.encode(zipkin, into: &out)
+        #expect(DatadogV04.traceCount(zipkin) == 2)
+        let dd = try DatadogV04.decode(out, metadata: .init(format: .datadogV04))
+        try #require(dd.count == zipkin.count)
+        for (z, d) in zip(zipkin.spans, dd.spans) {
+            #expect(d.traceID == z.traceID, "128-bit id carried via _dd.p.tid")
+            #expect(d.id == z.id)
+            #expect(d.parentID == z.parentID)
+            #expect(d.startNanos == z.startNanos)
+            #expect(d.durationNanos == z.durationNanos)
+            #expect(d.kind == z.kind)
+            #expect(d.isError == z.isError)
+            #expect(dd.string(d.name) == zipkin.string(z.name))
+            #expect(dd.string(d.localEndpoint.serviceName) == zipkin.string(z.localEndpoint.serviceName))
+            #expect(dd.string(d.remoteEndpoint.serviceName) == zipkin.string(z.remoteEndpoint.serviceName))
+            #expect(dd.string(d.remoteEndpoint.ipv4) == zipkin.string(z.remoteEndpoint.ipv4))
+            #expect(d.remoteEndpoint.port == z.remoteEndpoint.port)
+            #expect(d.samplingPriority == z.samplingPriority)
+            // Every Zipkin tag except `error` comes back; `error` became error=1 + error.msg.
+            var want = zipkin.tagDictionary(z)
+            if let e = want.removeValue(forKey: "error") { want["error.msg"] = e }
+            if !z.remoteEndpoint.serviceName.isEmpty { want["peer.service"] = zipkin.string(z.remoteEndpoint.serviceName) }
+            if !z.remoteEndpoint.ipv4.isEmpty { want["network.destination.ip"] = zipkin.string(z.remoteEndpoint.ipv4) }
+            #expect(dd.tagDictionary(d) == want)
+        }
+        // Resource and type as the agent's OpenTelemetry translation derives them.
+        #expect(dd.spans.map { dd.string($0.resource) } == ["GET /api/{id}", "POST", "SELECT 1", "publish orders"])
+        #expect(dd.spans.map { dd.string($0.type) } == ["web", "http", "sql", "custom"])
+    }
+
+    @Test func encoderSelectsSpansAndGroupsByTrace() throws {
+        let zipkin = Self.zipkinBatch()
+        var out: [UInt8] = []
+        DatadogV04.encode(zipkin, spans: [3, 2, 0], into: &out)
+        #expect(DatadogV04.traceCount(zipkin, spans: [3, 2, 0]) == 2)
+        let dd = try DatadogV04.decode(out, metadata: .init(format: .datadogV04))
+        #expect(dd.spans.map(\.id) == [0x4444, 0x3333, 0x1111])
+        #expect(dd.spans[1].traceID.high == 0x463a_c35c_9f64_13ad, "tid goes on the first span of the chunk, whichever it is")
+        #expect(dd.spans[2].traceID.high == 0x463a_c35c_9f64_13ad)
+        var empty: [UInt8] = []
+        DatadogV04.encode(zipkin, spans: [], into: &empty)
+        #expect(empty == [0x90])
+    }
+
+    @Test(arguments: ["ddtrace_v04.msgpack", "ddtrace_v05.msgpack"])
+    func datadogSpansReencodeLosslessly(file: String) throws {
+        let body = try DD.fixture(file)
+        let a = file.contains("v05") ? try DatadogV05.decode(body, metadata: .init(format: .datadogV05))
+                                     : try DatadogV04.decode(body, metadata: .init(format: .datadogV04))
+        var out: [UInt8] = []
+        DatadogV04.encode(a, into: &out)
+        let b = try DatadogV04.decode(out, metadata: .init(format: .datadogV04))
+        #expect(DD.flat(b) == DD.flat(a))
+        // The expectation written from ddtrace's bytes also holds for our re-encoding.
+        DD.expectMatches(b, try DD.expectation(file.replacingOccurrences(of: ".msgpack", with: ".expected.json")))
+    }
+
+    /// Encoder outputs committed for Tests/e2e/test_datadog_encoder.py, which checks them with
+    /// Python's msgpack against the agent's field types. This test fails when the encoder's
+    /// output changes without the files being regenerated (TRACERELAY_UPDATE_FIXTURES=1).
+    @Test func committedEncoderOutputsAreCurrent() throws {
+        var zipkinOut: [UInt8] = []
+        DatadogV04.encode(Self.zipkinBatch(), into: &zipkinOut)
+        let dd = try DatadogV04.decode(try DD.fixture("ddtrace_v04.msgpack"), metadata: .init(format: .datadogV04))
+        var ddOut: [UInt8] = []
+        DatadogV04.encode(dd, into: &ddOut)
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/datadog")
+        for (name, bytes) in [("encoder_from_zipkin.msgpack", zipkinOut), ("encoder_from_ddtrace_v04.msgpack", ddOut)] {
+            let url = dir.appendingPathComponent(name)
+            if ProcessInfo.processInfo.environment["TRACERELAY_UPDATE_FIXTURES"] == "1" {
+                try Data(bytes).write(to: url)
+            }
+            #expect(Array(try Data(contentsOf: url)) == bytes, "\(name) is stale: rerun with TRACERELAY_UPDATE_FIXTURES=1")
+        }
+    }
+}

@@ -1,4 +1,0 @@
-import Testing
-@testable import Routing
-
-@Suite struct RoutingPlaceholder { @Test func builds() {} }

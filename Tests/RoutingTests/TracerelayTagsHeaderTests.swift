@@ -1,0 +1,39 @@
+import Testing
+@testable import Routing
+
+@Suite struct TracerelayTagsHeaderTests {
+    @Test func roundTripsAwkwardValues() {
+        let tags = [TagPair("kuma.io/zone", "eu-1"), TagPair("odd,key", "a=b%c"), TagPair("empty", "")]
+        let header = TracerelayTagsHeader.format(tags)
+        #expect(header == "kuma.io/zone=eu-1,odd%2Ckey=a%3Db%25c,empty=")
+        #expect(TracerelayTagsHeader.parse(header) == tags)
+        #expect(TracerelayTagsHeader.parse(" a=1 , b=2 ") == [TagPair("a", "1"), TagPair("b", "2")])
+    }
+
+    @Test func rejectsMalformed() {
+        for bad in ["a", "=v", "a=%zz", "a=%2", String(repeating: "k=v,", count: 65)] {
+            #expect(TracerelayTagsHeader.parse(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func requestTagsHonourTrust() throws {
+        let y = "type: Relay\nlisteners:\n  - {name: l, address: '127.0.0.1:0', tags: {kuma.io/zone: z1}}\n"
+        let untrusted = try table(y)
+        #expect(untrusted.requestTags(listener: "l", header: "kuma.io/zone=z2").map(\.value) == ["z1"])
+        let trusted = try table(y + "trustUpstreamTags: true\n")
+        #expect(trusted.requestTags(listener: "l", header: "kuma.io/zone=z2").map(\.value) == ["z1", "z2"])
+        #expect(trusted.requestTags(listener: "other", header: "bad").isEmpty)
+    }
+
+    @Test func randomizedRobustness() {
+        var rng = SplitMix(seed: 9)
+        let alphabet = Array("ab=,%2C3D ".utf8)
+        for _ in 0..<2000 {
+            let n = Int(rng.next() % 30)
+            let s = String(decoding: (0..<n).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }, as: UTF8.self)
+            if let tags = TracerelayTagsHeader.parse(s) {
+                #expect(TracerelayTagsHeader.parse(TracerelayTagsHeader.format(tags)) == tags)
+            }
+        }
+    }
+}
