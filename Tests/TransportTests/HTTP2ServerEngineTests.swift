@@ -124,6 +124,19 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         #expect(seen.count == 0)
     }
 
+    @Test func expectContinueGetsAnInterim100() {
+        let h = H2Harness(handler: checksumHandler())
+        let body = h2RandomBytes(2_000, seed: 21)
+        let id = h.onQueue { c, _ in c.request(headers: [("expect", "100-continue")], body: body) }
+        #expect(h.run { c, _ in c.response(id)?.closed == true })
+        #expect(h.onQueue { c, _ in c.response(id)?.statuses } == [100, 202])
+        expectChecksumAnswer(h.onQueue { c, _ in c.response(id) }, body: body)
+        // Without the header there is no interim answer.
+        let plain = h.onQueue { c, _ in c.request(body: body) }
+        #expect(h.run { c, _ in c.response(plain)?.closed == true })
+        #expect(h.onQueue { c, _ in c.response(plain)?.statuses } == [202])
+    }
+
     @Test func headResponseHasLengthButNoBody() {
         let h = H2Harness(handler: ClosureHandler { _, respond in respond(HTTPResponse(status: 200, body: Array("hello".utf8))) })
         let id = h.onQueue { c, _ in c.request(method: "HEAD", path: "/x") }

@@ -32,6 +32,8 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         var headerListBytes = 0
         var headersTooLarge = false
         var declaredLength: Int?
+        /// `expect: 100-continue`: the peer waits for a 100 before sending the body.
+        var expectsContinue = false
         var body: [UInt8] = []
         /// The peer sent END_STREAM.
         var remoteClosed = false
@@ -414,6 +416,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
             }
             return
         }
+        if n == "expect", v.lowercased() == "100-continue" { stream.expectsContinue = true }
         if n == "content-length", let length = Int(v), length >= 0 {
             stream.declaredLength = length
             // Refused once the header block is complete if over the limit.
@@ -435,7 +438,24 @@ package final class HTTP2ServerEngine: ProtocolEngine {
                                   message: "content-length \(length) exceeds the limit of \(configuration.maxBodyBytes) bytes"))
             return
         }
-        if endStream { completed.append(streamID) }
+        if endStream {
+            completed.append(streamID)
+        } else if stream.expectsContinue {
+            sendContinue(streamID)
+        }
+    }
+
+    /// An interim `100` HEADERS frame, so a peer that sent `expect: 100-continue` goes on.
+    private func sendContinue(_ streamID: Int32) {
+        var name = Array(":status".utf8)
+        var value = Array("100".utf8)
+        name.withUnsafeMutableBufferPointer { n in
+            value.withUnsafeMutableBufferPointer { v in
+                var nv = nghttp2_nv(name: n.baseAddress, value: v.baseAddress, namelen: n.count, valuelen: v.count,
+                                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                _ = nghttp2_submit_headers(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, nil, &nv, 1, nil)
+            }
+        }
     }
 
     fileprivate func data(streamID: Int32, _ chunk: UnsafeBufferPointer<UInt8>) {
