@@ -13,7 +13,7 @@ final class HTTP2TestClient {
         var statuses: [Int] = []
         var headers: [(name: String, value: String)] = []
         var body: [UInt8] = []
-        /// The stream closed; `resetCode` is set if it ended with RST_STREAM (or nghttp2 saw an error).
+        /// The stream closed; `closeCode` is the RST_STREAM error code (0 for a clean end).
         var closed = false
         var closeCode: UInt32 = 0
     }
