@@ -313,6 +313,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         // Reset by the peer meanwhile, or a second answer: nothing to send.
         guard let stream = streams[streamID], stream.phase == .awaitingAnswer else { return }
         awaitingAnswers -= 1
+        assert(awaitingAnswers >= 0)
         submit(response, on: stream)
         flushOutput()
         context?.outputAvailable()
@@ -493,6 +494,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         bufferedBodyBytes -= stream.body.count
         if stream.phase == .awaitingAnswer { awaitingAnswers -= 1 }
+        assert(awaitingAnswers >= 0 && bufferedBodyBytes >= 0)
     }
 
     fileprivate func readBody(streamID: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int,
