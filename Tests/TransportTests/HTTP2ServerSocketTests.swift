@@ -115,4 +115,51 @@ import Testing
         #expect(f.verified.count == 400)
         #expect(f.mismatched.all.isEmpty, "\(f.mismatched.all.prefix(3))")
     }
+
+    /// Graceful server shutdown over a real socket, with our nghttp2 test client on the other
+    /// end: GOAWAY arrives while a request waits for its handler, the answer still gets
+    /// through, then the server closes the connection.
+    @Test func serverShutdownFinishesAnH2StreamInFlight() throws {
+        let responders = H2Recorder<@Sendable (HTTPResponse) -> Void>()
+        let server = HTTPServer(handler: ClosureHandler { _, respond in responders.add(respond) },
+                                logger: Logger(label: "test.h2.shutdown"))
+        try server.start(listeners: [ListenAddress(host: "127.0.0.1", port: 0)])
+        let socket = try TestClient(port: server.boundPorts[0])
+        let client = HTTP2TestClient()
+        let body = h2RandomBytes(40_000, seed: 4)
+        let id = client.request(body: body)
+        var eof = false
+
+        /// Moves bytes both ways until `done` or 5 s pass.
+        func pump(until done: () -> Bool) -> Bool {
+            let deadline = DispatchTime.now().uptimeNanoseconds + 5_000_000_000
+            while DispatchTime.now().uptimeNanoseconds < deadline {
+                if done() { return true }
+                if eof { usleep(10_000); continue }
+                let out = client.output()
+                if !out.isEmpty { socket.send(out) }
+                var p = pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 20) > 0 else { continue }
+                var buf = [UInt8](repeating: 0, count: 65_536)
+                let n = buf.withUnsafeMutableBytes { recv(socket.fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { eof = true; continue }
+                client.receive(Array(buf[0..<n]))
+            }
+            return done()
+        }
+
+        #expect(pump { responders.count == 1 })
+        let stopped = H2Recorder<Bool>()
+        server.shutdown(grace: .seconds(10)) { stopped.add(true) }
+        #expect(pump { client.goawayReceived })
+        #expect(client.goawayErrorCode == 0)
+        #expect(client.goawayLastStreamID == id)
+        #expect(!eof)
+        responders.all.first?(HTTPResponse(status: 202, body: Array("late".utf8)))
+        #expect(pump { client.response(id)?.closed == true })
+        #expect(client.response(id)?.status == 202)
+        #expect(client.response(id)?.body == Array("late".utf8))
+        #expect(pump { eof })
+        #expect(pump { stopped.count == 1 })
+    }
 }

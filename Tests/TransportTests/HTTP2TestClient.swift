@@ -9,9 +9,11 @@ import Synchronization
 final class HTTP2TestClient {
     struct Response {
         var status: Int?
+        /// Every `:status` seen, interim ones (1xx) included.
+        var statuses: [Int] = []
         var headers: [(name: String, value: String)] = []
         var body: [UInt8] = []
-        /// The stream closed; `resetCode` is set if it ended with RST_STREAM (or nghttp2 saw an error).
+        /// The stream closed; `closeCode` is the RST_STREAM error code (0 for a clean end).
         var closed = false
         var closeCode: UInt32 = 0
     }
@@ -129,7 +131,10 @@ private func clientOnHeader(_ s: OpaquePointer?, _ frame: UnsafePointer<nghttp2_
     let id = frame!.pointee.hd.stream_id
     let n = String(decoding: UnsafeBufferPointer(start: name, count: nl), as: UTF8.self)
     let v = String(decoding: UnsafeBufferPointer(start: value, count: vl), as: UTF8.self)
-    if n == ":status" { c.responses[id, default: .init()].status = Int(v) } else { c.responses[id, default: .init()].headers.append((n, v)) }
+    if n == ":status" {
+        c.responses[id, default: .init()].status = Int(v)
+        c.responses[id, default: .init()].statuses.append(Int(v) ?? -1)
+    } else { c.responses[id, default: .init()].headers.append((n, v)) }
     return 0
 }
 

@@ -32,6 +32,8 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         var headerListBytes = 0
         var headersTooLarge = false
         var declaredLength: Int?
+        /// `expect: 100-continue`: the peer waits for a 100 before sending the body.
+        var expectsContinue = false
         var body: [UInt8] = []
         /// The peer sent END_STREAM.
         var remoteClosed = false
@@ -168,6 +170,13 @@ package final class HTTP2ServerEngine: ProtocolEngine {
     }
 
     package func drainOutput(into out: inout [UInt8], limit: Int) {
+        if out.isEmpty, pendingStart == 0, !pending.isEmpty, pending.count <= limit {
+            // The usual case: hand the whole buffer over without copying; the two buffers
+            // trade places and keep their capacity.
+            swap(&out, &pending)
+            flushOutput()
+            return
+        }
         let n = min(limit, pending.count - pendingStart)
         if n > 0 {
             out.append(contentsOf: pending[pendingStart..<(pendingStart + n)])
@@ -199,9 +208,14 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         return .open
     }
 
-    /// Streams opened and not yet closed (request arriving, waiting for the handler or the
-    /// answer still being sent).
-    package var inFlightRequests: Int { streams.count }
+    /// Requests read completely and not yet fully answered (waiting for the handler, or the
+    /// answer still being sent). Streams whose request is still arriving do not count, so a
+    /// peer that opens a stream and then goes quiet lets the connection's idle timer fire.
+    package var inFlightRequests: Int {
+        var n = 0
+        for stream in streams.values where stream.phase != .receiving { n += 1 }
+        return n
+    }
 
     package func peerClosed() -> EngineDisposition {
         peerHasClosed = true
@@ -299,6 +313,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         // Reset by the peer meanwhile, or a second answer: nothing to send.
         guard let stream = streams[streamID], stream.phase == .awaitingAnswer else { return }
         awaitingAnswers -= 1
+        assert(awaitingAnswers >= 0)
         submit(response, on: stream)
         flushOutput()
         context?.outputAvailable()
@@ -402,6 +417,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
             }
             return
         }
+        if n == "expect", v.lowercased() == "100-continue" { stream.expectsContinue = true }
         if n == "content-length", let length = Int(v), length >= 0 {
             stream.declaredLength = length
             // Refused once the header block is complete if over the limit.
@@ -423,7 +439,24 @@ package final class HTTP2ServerEngine: ProtocolEngine {
                                   message: "content-length \(length) exceeds the limit of \(configuration.maxBodyBytes) bytes"))
             return
         }
-        if endStream { completed.append(streamID) }
+        if endStream {
+            completed.append(streamID)
+        } else if stream.expectsContinue {
+            sendContinue(streamID)
+        }
+    }
+
+    /// An interim `100` HEADERS frame, so a peer that sent `expect: 100-continue` goes on.
+    private func sendContinue(_ streamID: Int32) {
+        var name = Array(":status".utf8)
+        var value = Array("100".utf8)
+        name.withUnsafeMutableBufferPointer { n in
+            value.withUnsafeMutableBufferPointer { v in
+                var nv = nghttp2_nv(name: n.baseAddress, value: v.baseAddress, namelen: n.count, valuelen: v.count,
+                                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                _ = nghttp2_submit_headers(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, nil, &nv, 1, nil)
+            }
+        }
     }
 
     fileprivate func data(streamID: Int32, _ chunk: UnsafeBufferPointer<UInt8>) {
@@ -461,6 +494,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         bufferedBodyBytes -= stream.body.count
         if stream.phase == .awaitingAnswer { awaitingAnswers -= 1 }
+        assert(awaitingAnswers >= 0 && bufferedBodyBytes >= 0)
     }
 
     fileprivate func readBody(streamID: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int,
