@@ -20,7 +20,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
-        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
@@ -36,7 +35,6 @@ let package = Package(
         .target(name: "Spans"),
         .target(name: "Codecs", dependencies: [
             "Spans", "CZlib", "CZstd",
-            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
         .target(name: "Routing", dependencies: [
             "Spans",
