@@ -6,24 +6,23 @@ import Spans
 /// resolved values themselves, so a hash collision can never misroute a span.
 public struct Router {
     public let table: RoutingTable
-    private var entries: [Entry]
+    /// Open addressing: `hashes[i] == 0` is empty; `slotsAt[i]` is where the entry's resolved
+    /// values are stored in `keyBytes`; `verdictAt[i]` indexes `verdicts`.
+    private var hashes: [UInt64]
+    private var keyAt: [Int32]
+    private var verdictAt: [Int32]
+    private var verdicts: [RoutingTable.Verdict] = []
     private var keyBytes: [UInt8] = []
-    private var used = 0
     private let mask: Int
 
-    struct Entry {
-        var hash: UInt64 = 0
-        var keyOffset: Int = 0
-        var keyCount: Int = 0
-        var verdict = RoutingTable.Verdict()
-    }
-
-    /// `capacity`: cache entries (rounded up to a power of two); the cache is cleared when half full.
+    /// `capacity`: cache entries (rounded up to a power of two); the cache is cleared when full.
     public init(_ table: RoutingTable, capacity: Int = 8192) {
         self.table = table
         var n = 16
         while n < capacity * 2 { n <<= 1 }
-        entries = Array(repeating: Entry(), count: n)
+        hashes = Array(repeating: 0, count: n)
+        keyAt = Array(repeating: 0, count: n)
+        verdictAt = Array(repeating: 0, count: n)
         mask = n - 1
     }
 
@@ -35,7 +34,7 @@ public struct Router {
                 batch.tags.withUnsafeBufferPointer { tags in
                     withUnsafeTemporaryAllocation(of: Slot.self, capacity: table.keys.count) { slots in
                         let span = batch.spans[index]
-                        table.resolve(span, storage: storage, tags: tags, base: base, into: slots)
+                        table.withResolver { $0.resolve(span, storage: storage, tags: tags, base: base, into: slots) }
                         let v = cachedVerdict(UnsafeBufferPointer(slots))
                         return table.decision(v, span: span)
                     }
@@ -51,23 +50,26 @@ public struct Router {
         var sampledOut = Array(repeating: 0, count: nb)
         var refusedCounts: [RefusalKey: Int] = [:]
         let ctx = RequestContext(table: table, metadata: batch.metadata)
+        let table = self.table
         ctx.withSlots { base in
             batch.storage.withUnsafeBytes { storage in
                 batch.tags.withUnsafeBufferPointer { tags in
                     batch.spans.withUnsafeBufferPointer { spans in
                         withUnsafeTemporaryAllocation(of: Slot.self, capacity: table.keys.count) { slots in
-                            for i in 0..<spans.count {
-                                let span = spans[i]
-                                table.resolve(span, storage: storage, tags: tags, base: base, into: slots)
-                                let v = cachedVerdict(UnsafeBufferPointer(slots))
-                                if v.backend >= 0 {
-                                    if table.sample(span, v) {
-                                        per[v.backend].append(.init(span: UInt32(i), addedTags: UInt32(v.tagSet)))
+                            table.withResolver { resolver in
+                                for i in 0..<spans.count {
+                                    let span = spans[i]
+                                    resolver.resolve(span, storage: storage, tags: tags, base: base, into: slots)
+                                    let v = cachedVerdict(UnsafeBufferPointer(slots))
+                                    if v.backend >= 0 {
+                                        if table.sample(span, v) {
+                                            per[v.backend].append(.init(span: UInt32(i), addedTags: UInt32(v.tagSet)))
+                                        } else {
+                                            sampledOut[v.backend] += 1
+                                        }
                                     } else {
-                                        sampledOut[v.backend] += 1
+                                        refusedCounts[RefusalKey(reason: v.refusal ?? .noBackend, region: v.region, backend: v.selected), default: 0] += 1
                                     }
-                                } else {
-                                    refusedCounts[RefusalKey(reason: v.refusal ?? .noBackend, region: v.region, backend: v.selected), default: 0] += 1
                                 }
                             }
                         }
@@ -89,28 +91,32 @@ public struct Router {
         var h: UInt64 = 0x243F_6A88_85A3_08D3
         for s in slots { h = hashBytes(h, s.ptr, s.count) }
         h |= 1  // 0 marks an empty entry
-        var i = Int(truncatingIfNeeded: h ^ (h >> 29)) & mask
-        while true {
-            let e = entries[i]
-            if e.hash == 0 { break }
-            if e.hash == h, keyMatches(e, slots) { return e.verdict }
-            i = (i + 1) & mask
+        let found: Int = hashes.withUnsafeBufferPointer { hs in
+            var i = Int(truncatingIfNeeded: h ^ (h >> 29)) & mask
+            while true {
+                let e = hs[i]
+                if e == 0 { return -1 }
+                if e == h, keyMatches(Int(keyAt[i]), slots) { return Int(verdictAt[i]) }
+                i = (i + 1) & mask
+            }
         }
+        if found >= 0 { return verdicts[found] }
         let v = table.verdict(slots, trace: nil)
         insert(h, slots, v)
         return v
     }
 
-    private func keyMatches(_ e: Entry, _ slots: UnsafeBufferPointer<Slot>) -> Bool {
+    @inline(__always)
+    private func keyMatches(_ offset: Int, _ slots: UnsafeBufferPointer<Slot>) -> Bool {
         keyBytes.withUnsafeBytes { kb in
-            var p = e.keyOffset
+            var p = offset
             for s in slots {
-                let n = kb.loadUnaligned(fromByteOffset: p, as: Int32.self)
+                let n = Int(kb.loadUnaligned(fromByteOffset: p, as: Int32.self))
                 p += 4
-                if Int(n) != s.count { return false }
+                if n != s.count { return false }
                 if n > 0 {
-                    if !bytesEqual(kb.baseAddress! + p, Int(n), s.ptr, s.count) { return false }
-                    p += Int(n)
+                    if !bytesEqual(kb.baseAddress! + p, n, s.ptr, n) { return false }
+                    p += n
                 }
             }
             return true
@@ -118,10 +124,10 @@ public struct Router {
     }
 
     private mutating func insert(_ h: UInt64, _ slots: UnsafeBufferPointer<Slot>, _ v: RoutingTable.Verdict) {
-        if used * 2 >= entries.count || keyBytes.count > (8 << 20) {
-            for j in entries.indices { entries[j].hash = 0 }
+        if verdicts.count * 2 >= hashes.count || keyBytes.count > (8 << 20) {
+            for j in hashes.indices { hashes[j] = 0 }
             keyBytes.removeAll(keepingCapacity: true)
-            used = 0
+            verdicts.removeAll(keepingCapacity: true)
         }
         let off = keyBytes.count
         for s in slots {
@@ -129,9 +135,11 @@ public struct Router {
             if s.count > 0 { keyBytes.append(contentsOf: UnsafeRawBufferPointer(start: s.ptr, count: s.count)) }
         }
         var i = Int(truncatingIfNeeded: h ^ (h >> 29)) & mask
-        while entries[i].hash != 0 { i = (i + 1) & mask }
-        entries[i] = Entry(hash: h, keyOffset: off, keyCount: keyBytes.count - off, verdict: v)
-        used += 1
+        while hashes[i] != 0 { i = (i + 1) & mask }
+        hashes[i] = h
+        keyAt[i] = Int32(off)
+        verdictAt[i] = Int32(verdicts.count)
+        verdicts.append(v)
     }
 }
 
