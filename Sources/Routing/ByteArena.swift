@@ -30,7 +30,7 @@ final class ByteArena: @unchecked Sendable {
     @inline(__always) func equals(_ b: Bytes, _ p: UnsafeRawPointer?, _ n: Int) -> Bool {
         guard Int(b.count) == n else { return false }
         if n == 0 { return true }
-        return memcmp(base + Int(b.offset), p!, n) == 0
+        return fastEqual(base + Int(b.offset), p!, n)
     }
 
     func string(_ b: Bytes) -> String {
@@ -68,7 +68,17 @@ struct Slot {
 @inline(__always) func bytesEqual(_ a: UnsafeRawPointer?, _ an: Int, _ b: UnsafeRawPointer?, _ bn: Int) -> Bool {
     guard an == bn else { return false }
     if an == 0 { return true }
-    return memcmp(a!, b!, an) == 0
+    return fastEqual(a!, b!, an)
+}
+
+/// Byte equality for the short strings of tags, inlined (a libc call costs more than the compare).
+@inline(__always) func fastEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ n: Int) -> Bool {
+    var i = 0
+    while i + 8 <= n {
+        if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+        i += 8
+    }
+    return i == n || loadWord(a + i, n - i) == loadWord(b + i, n - i)
 }
 
 /// Loads up to 8 bytes as a little-endian word, zero-padded (for quick prefix compares and hashing).

@@ -215,6 +215,17 @@ public struct RoutingTable: Sendable {
         return v.threshold.all || RoutingTable.traceHash(span.traceID) < v.threshold.below
     }
 
+    /// `sample` for a routed span given its backend's threshold.
+    @inline(__always)
+    static func sample(_ span: Span, all: Bool, below: UInt64) -> Bool {
+        if span.flags.contains(.debug) { return true }
+        if let p = span.samplingPriority {
+            if p >= 2 { return true }
+            if p <= -1 { return false }
+        }
+        return all || traceHash(span.traceID) < below
+    }
+
     /// Knuth's multiplicative hash, as Datadog's agent uses for trace-id sampling.
     @inline(__always) public static func traceHash(_ id: TraceID) -> UInt64 { id.low &* 1_111_111_111_111_111_111 }
 
@@ -259,7 +270,7 @@ public struct RoutingTable: Sendable {
                     let al = flat[a]
                     a += 1
                     guard al.word == word else { continue }
-                    if klen > 8, memcmp(kp + 8, arena + Int(al.bytes.offset) + 8, klen - 8) != 0 { continue }
+                    if klen > 8, !fastEqual(kp + 8, arena + Int(al.bytes.offset) + 8, klen - 8) { continue }
                     if slots[al.key].rank > al.rank {
                         slots[al.key] = Slot(ptr: sbase.map { $0 + Int(tag.value.offset) }, count: Int(tag.value.count), rank: al.rank)
                     }
