@@ -462,8 +462,9 @@ struct RequestContext {
                 return nil
             }
             guard let hit else { continue }
-            // Earlier request tags (listener's static tags) win over later ones (upstream header).
-            if let prev = spans[hit.key], prev.rank <= hit.rank { continue }
+            // The first request tag for a key wins: the listener's static tags come before the
+            // upstream header's, whichever alias either uses.
+            if spans[hit.key] != nil { continue }
             spans[hit.key] = (bytes.count, t.value.utf8.count, hit.rank)
             bytes.append(contentsOf: t.value.utf8)
         }
