@@ -84,10 +84,17 @@ struct Slot {
 /// Loads up to 8 bytes as a little-endian word, zero-padded (for quick prefix compares and hashing).
 @inline(__always) func loadWord(_ p: UnsafeRawPointer, _ n: Int) -> UInt64 {
     if n >= 8 { return p.loadUnaligned(as: UInt64.self) }
-    var w: UInt64 = 0
-    var i = 0
-    while i < n { w |= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << UInt64(8 * i); i += 1 }
-    return w
+    if n >= 4 {
+        // Two overlapping 4-byte loads rebuild the exact zero-padded word without a byte loop.
+        let lo = UInt64(p.loadUnaligned(as: UInt32.self))
+        let hi = UInt64(p.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self))
+        return lo | (hi << UInt64(8 * (n - 4)))
+    }
+    if n == 0 { return 0 }
+    let b0 = UInt64(p.load(as: UInt8.self))
+    let bm = UInt64(p.load(fromByteOffset: n >> 1, as: UInt8.self)) << UInt64(8 * (n >> 1))
+    let bl = UInt64(p.load(fromByteOffset: n - 1, as: UInt8.self)) << UInt64(8 * (n - 1))
+    return b0 | bm | bl
 }
 
 @inline(__always) func mix(_ h: UInt64, _ x: UInt64) -> UInt64 {
