@@ -30,7 +30,7 @@ final class ByteArena: @unchecked Sendable {
     @inline(__always) func equals(_ b: Bytes, _ p: UnsafeRawPointer?, _ n: Int) -> Bool {
         guard Int(b.count) == n else { return false }
         if n == 0 { return true }
-        return memcmp(base + Int(b.offset), p!, n) == 0
+        return fastEqual(base + Int(b.offset), p!, n)
     }
 
     func string(_ b: Bytes) -> String {
@@ -68,16 +68,33 @@ struct Slot {
 @inline(__always) func bytesEqual(_ a: UnsafeRawPointer?, _ an: Int, _ b: UnsafeRawPointer?, _ bn: Int) -> Bool {
     guard an == bn else { return false }
     if an == 0 { return true }
-    return memcmp(a!, b!, an) == 0
+    return fastEqual(a!, b!, an)
+}
+
+/// Byte equality for the short strings of tags, inlined (a libc call costs more than the compare).
+@inline(__always) func fastEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ n: Int) -> Bool {
+    var i = 0
+    while i + 8 <= n {
+        if a.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+        i += 8
+    }
+    return i == n || loadWord(a + i, n - i) == loadWord(b + i, n - i)
 }
 
 /// Loads up to 8 bytes as a little-endian word, zero-padded (for quick prefix compares and hashing).
 @inline(__always) func loadWord(_ p: UnsafeRawPointer, _ n: Int) -> UInt64 {
     if n >= 8 { return p.loadUnaligned(as: UInt64.self) }
-    var w: UInt64 = 0
-    var i = 0
-    while i < n { w |= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << UInt64(8 * i); i += 1 }
-    return w
+    if n >= 4 {
+        // Two overlapping 4-byte loads rebuild the exact zero-padded word without a byte loop.
+        let lo = UInt64(p.loadUnaligned(as: UInt32.self))
+        let hi = UInt64(p.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self))
+        return lo | (hi << UInt64(8 * (n - 4)))
+    }
+    if n == 0 { return 0 }
+    let b0 = UInt64(p.load(as: UInt8.self))
+    let bm = UInt64(p.load(fromByteOffset: n >> 1, as: UInt8.self)) << UInt64(8 * (n >> 1))
+    let bl = UInt64(p.load(fromByteOffset: n - 1, as: UInt8.self)) << UInt64(8 * (n - 1))
+    return b0 | bm | bl
 }
 
 @inline(__always) func mix(_ h: UInt64, _ x: UInt64) -> UInt64 {

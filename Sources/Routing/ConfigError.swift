@@ -46,12 +46,12 @@ public struct ConfigIssue: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String {
-        var s = severity.rawValue + ":"
-        if let document { s += " document \(document)" }
-        if let resource { s += " (\(resource))" }
-        if let line { s += " line \(line)" }
-        if !path.isEmpty { s += ", \(path)" }
-        return s + ": " + message
+        var place = ""
+        if let document { place += " document \(document)" }
+        if let resource { place += " (\(resource))" }
+        if let line { place += " line \(line)" }
+        if !path.isEmpty { place += place.isEmpty ? " \(path)" : ", \(path)" }
+        return severity.rawValue + ":" + place + (place.isEmpty ? " " : ": ") + message
     }
 }
 

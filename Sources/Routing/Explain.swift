@@ -67,7 +67,7 @@ extension RoutingTable {
             batch.storage.withUnsafeBytes { storage in
                 batch.tags.withUnsafeBufferPointer { tagBuf in
                     withUnsafeTemporaryAllocation(of: Slot.self, capacity: keys.count) { slots in
-                        resolve(span, storage: storage, tags: tagBuf, base: base, into: slots)
+                        withResolver { $0.resolve(span, storage: storage, tags: tagBuf, base: base, into: slots) }
                         for (i, k) in keys.enumerated() { if let s = slots[i].string { resolved.append(TagPair(k.name, s)) } }
                         return verdict(UnsafeBufferPointer(slots), trace: trace)
                     }

@@ -6,25 +6,34 @@ import Spans
 /// resolved values themselves, so a hash collision can never misroute a span.
 public struct Router {
     public let table: RoutingTable
+    /// Open addressing; an entry holds what the common case needs, so a hit touches one
+    /// entry and its key bytes. `hash == 0` is empty.
     private var entries: [Entry]
+    private var verdicts: [RoutingTable.Verdict] = []
     private var keyBytes: [UInt8] = []
-    private var used = 0
     private let mask: Int
+    /// The previous span's entry: spans of one batch usually come from one sidecar, so the
+    /// next span often has the same tags and skips the hash and the probe.
+    private var last: Entry? = nil
 
-    struct Entry {
-        var hash: UInt64 = 0
-        var keyOffset: Int = 0
-        var keyCount: Int = 0
-        var verdict = RoutingTable.Verdict()
-    }
-
-    /// `capacity`: cache entries (rounded up to a power of two); the cache is cleared when half full.
+    /// `capacity`: cache entries (rounded up to a power of two); the cache is cleared when full.
     public init(_ table: RoutingTable, capacity: Int = 8192) {
         self.table = table
         var n = 16
         while n < capacity * 2 { n <<= 1 }
         entries = Array(repeating: Entry(), count: n)
         mask = n - 1
+    }
+
+    struct Entry {
+        var hash: UInt64 = 0
+        var threshold: UInt64 = 0
+        var keyAt: Int32 = 0
+        var verdictAt: Int32 = 0
+        /// -1 when refused (see `verdicts[verdictAt]`).
+        var backend: Int32 = -1
+        var tagSet: UInt16 = 0
+        var all = false
     }
 
     /// Routes span `index` of `batch` through the cache.
@@ -35,9 +44,9 @@ public struct Router {
                 batch.tags.withUnsafeBufferPointer { tags in
                     withUnsafeTemporaryAllocation(of: Slot.self, capacity: table.keys.count) { slots in
                         let span = batch.spans[index]
-                        table.resolve(span, storage: storage, tags: tags, base: base, into: slots)
-                        let v = cachedVerdict(UnsafeBufferPointer(slots))
-                        return table.decision(v, span: span)
+                        table.withResolver { $0.resolve(span, storage: storage, tags: tags, base: base, into: slots) }
+                        let e = cachedEntry(UnsafeBufferPointer(slots))
+                        return table.decision(verdicts[Int(e.verdictAt)], span: span)
                     }
                 }
             }
@@ -47,33 +56,56 @@ public struct Router {
     /// Routes every span of `batch`: kept spans per backend, sampled-out and refused counts.
     public mutating func route(_ batch: SpanBatch) -> BatchRoutes {
         let nb = table.backends.count
-        var per = Array(repeating: [BatchRoutes.Routed](), count: nb)
+        let n = batch.spans.count
+        // First pass: each span's destination (backend, or -1 dropped/refused) into flat
+        // arrays; the per-backend lists are filled afterwards with exact capacities.
+        var dest = [Int32](repeating: -1, count: n)
+        var added = [UInt16](repeating: 0, count: n)
         var sampledOut = Array(repeating: 0, count: nb)
+        var kept = Array(repeating: 0, count: nb)
         var refusedCounts: [RefusalKey: Int] = [:]
         let ctx = RequestContext(table: table, metadata: batch.metadata)
+        let table = self.table
         ctx.withSlots { base in
             batch.storage.withUnsafeBytes { storage in
                 batch.tags.withUnsafeBufferPointer { tags in
                     batch.spans.withUnsafeBufferPointer { spans in
-                        withUnsafeTemporaryAllocation(of: Slot.self, capacity: table.keys.count) { slots in
-                            for i in 0..<spans.count {
-                                let span = spans[i]
-                                table.resolve(span, storage: storage, tags: tags, base: base, into: slots)
-                                let v = cachedVerdict(UnsafeBufferPointer(slots))
-                                if v.backend >= 0 {
-                                    if table.sample(span, v) {
-                                        per[v.backend].append(.init(span: UInt32(i), addedTags: UInt32(v.tagSet)))
-                                    } else {
-                                        sampledOut[v.backend] += 1
+                        dest.withUnsafeMutableBufferPointer { dest in
+                            added.withUnsafeMutableBufferPointer { added in
+                                withUnsafeTemporaryAllocation(of: Slot.self, capacity: table.keys.count) { slots in
+                                    table.withResolver { resolver in
+                                        for i in 0..<spans.count {
+                                            let span = spans[i]
+                                            resolver.resolve(span, storage: storage, tags: tags, base: base, into: slots)
+                                            let e = cachedEntry(UnsafeBufferPointer(slots))
+                                            if e.backend >= 0 {
+                                                if RoutingTable.sample(span, all: e.all, below: e.threshold) {
+                                                    dest[i] = e.backend
+                                                    added[i] = e.tagSet
+                                                    kept[Int(e.backend)] += 1
+                                                } else {
+                                                    sampledOut[Int(e.backend)] += 1
+                                                }
+                                            } else {
+                                                let v = verdicts[Int(e.verdictAt)]
+                                                refusedCounts[RefusalKey(reason: v.refusal ?? .noBackend, region: v.region, backend: v.selected), default: 0] += 1
+                                            }
+                                        }
                                     }
-                                } else {
-                                    refusedCounts[RefusalKey(reason: v.refusal ?? .noBackend, region: v.region, backend: v.selected), default: 0] += 1
                                 }
                             }
                         }
                     }
                 }
             }
+        }
+        var per = kept.map { k -> [BatchRoutes.Routed] in
+            var a: [BatchRoutes.Routed] = []
+            a.reserveCapacity(k)
+            return a
+        }
+        for i in 0..<n where dest[i] >= 0 {
+            per[Int(dest[i])].append(.init(span: UInt32(i), addedTags: UInt32(added[i])))
         }
         let refused = refusedCounts.map { k, n in
             BatchRoutes.RefusalCount(reason: k.reason, region: table.regionLabel(k.region),
@@ -85,43 +117,54 @@ public struct Router {
     struct RefusalKey: Hashable { var reason: RouteDecision.Refusal; var region: Int; var backend: Int }
 
     @inline(__always)
-    private mutating func cachedVerdict(_ slots: UnsafeBufferPointer<Slot>) -> RoutingTable.Verdict {
+    private mutating func cachedEntry(_ slots: UnsafeBufferPointer<Slot>) -> Entry {
+        if let last, keyBytes.withUnsafeBytes({ Router.keyMatches($0, Int(last.keyAt), slots) }) { return last }
+        let e = probe(slots)
+        last = e
+        return e
+    }
+
+    @inline(__always)
+    private mutating func probe(_ slots: UnsafeBufferPointer<Slot>) -> Entry {
         var h: UInt64 = 0x243F_6A88_85A3_08D3
         for s in slots { h = hashBytes(h, s.ptr, s.count) }
         h |= 1  // 0 marks an empty entry
-        var i = Int(truncatingIfNeeded: h ^ (h >> 29)) & mask
-        while true {
-            let e = entries[i]
-            if e.hash == 0 { break }
-            if e.hash == h, keyMatches(e, slots) { return e.verdict }
-            i = (i + 1) & mask
-        }
-        let v = table.verdict(slots, trace: nil)
-        insert(h, slots, v)
-        return v
-    }
-
-    private func keyMatches(_ e: Entry, _ slots: UnsafeBufferPointer<Slot>) -> Bool {
-        keyBytes.withUnsafeBytes { kb in
-            var p = e.keyOffset
-            for s in slots {
-                let n = kb.loadUnaligned(fromByteOffset: p, as: Int32.self)
-                p += 4
-                if Int(n) != s.count { return false }
-                if n > 0 {
-                    if !bytesEqual(kb.baseAddress! + p, Int(n), s.ptr, s.count) { return false }
-                    p += Int(n)
+        let found: Entry? = entries.withUnsafeBufferPointer { es in
+            keyBytes.withUnsafeBytes { kb in
+                var i = Int(truncatingIfNeeded: h ^ (h >> 29)) & mask
+                while true {
+                    let e = es[i]
+                    if e.hash == 0 { return nil }
+                    if e.hash == h, Router.keyMatches(kb, Int(e.keyAt), slots) { return e }
+                    i = (i + 1) & mask
                 }
             }
-            return true
         }
+        if let found { return found }
+        return insert(h, slots, table.verdict(slots, trace: nil))
     }
 
-    private mutating func insert(_ h: UInt64, _ slots: UnsafeBufferPointer<Slot>, _ v: RoutingTable.Verdict) {
-        if used * 2 >= entries.count || keyBytes.count > (8 << 20) {
+    @inline(__always)
+    private static func keyMatches(_ kb: UnsafeRawBufferPointer, _ offset: Int, _ slots: UnsafeBufferPointer<Slot>) -> Bool {
+        var p = offset
+        for s in slots {
+            let n = Int(kb.loadUnaligned(fromByteOffset: p, as: Int32.self))
+            p += 4
+            if n != s.count { return false }
+            if n > 0 {
+                if !fastEqual(kb.baseAddress! + p, s.ptr!, n) { return false }
+                p += n
+            }
+        }
+        return true
+    }
+
+    private mutating func insert(_ h: UInt64, _ slots: UnsafeBufferPointer<Slot>, _ v: RoutingTable.Verdict) -> Entry {
+        if verdicts.count * 2 >= entries.count || keyBytes.count > (8 << 20) {
             for j in entries.indices { entries[j].hash = 0 }
             keyBytes.removeAll(keepingCapacity: true)
-            used = 0
+            verdicts.removeAll(keepingCapacity: true)
+            last = nil
         }
         let off = keyBytes.count
         for s in slots {
@@ -130,8 +173,11 @@ public struct Router {
         }
         var i = Int(truncatingIfNeeded: h ^ (h >> 29)) & mask
         while entries[i].hash != 0 { i = (i + 1) & mask }
-        entries[i] = Entry(hash: h, keyOffset: off, keyCount: keyBytes.count - off, verdict: v)
-        used += 1
+        let e = Entry(hash: h, threshold: v.threshold.below, keyAt: Int32(off), verdictAt: Int32(verdicts.count),
+                      backend: Int32(v.backend), tagSet: UInt16(truncatingIfNeeded: v.tagSet), all: v.threshold.all)
+        entries[i] = e
+        verdicts.append(v)
+        return e
     }
 }
 

@@ -88,6 +88,13 @@ public struct RoutingTable: Sendable {
     let keys: [KeyDef]
     /// Aliases grouped by key length for a one-lookup check of each span tag.
     let aliasesByLength: [[Alias]]
+    /// The same aliases flat, sorted by length: those of length L are `aliasFlat[aliasStart[L]..<aliasStart[L+1]]`.
+    let aliasFlat: [Alias]
+    let aliasStart: [Int32]
+    /// TrafficTrace selectors indexed by their exact `kuma.io/service` value, and the rest,
+    /// so a cache miss checks only the selectors that can match.
+    let selectorsByService: [[UInt8]: [SelectorRef]]
+    let selectorsAnyService: [SelectorRef]
     let conds: [Cond]
     let meshes: [CompiledMesh]
     let tts: [CompiledTT]
@@ -98,6 +105,8 @@ public struct RoutingTable: Sendable {
     let fallbackByRegion: [Int]
     let backendThreshold: [Threshold]
     let defaultMesh: Int
+    /// The mesh index of each TrafficTrace (-1 when its mesh is not defined).
+    let ttMesh: [Int]
 
     // MARK: Compiled shapes
 
@@ -105,6 +114,7 @@ public struct RoutingTable: Sendable {
     struct Alias { var key: Int; var rank: Int; var bytes: Bytes; var word: UInt64 }
     struct Cond { var key: Int; var value: Bytes; var wildcard: Bool }
     struct CompiledMesh { var name: Bytes; var nameString: String; var defaultBackend: Int; var tts: [Int]; var mts: [Int] }
+    struct SelectorRef { var tt: Int; var selector: Int }
     struct CompiledTT { var selectors: [Range<Int>]; var exact: [Int]; var backend: Int; var time: Int64?; var document: Int }
     struct CompiledMT { var conds: Range<Int>; var rank: Int; var backend: Int; var threshold: Threshold?; var tagSet: Int }
     struct Threshold: Hashable {
@@ -134,6 +144,14 @@ public struct RoutingTable: Sendable {
         var byLen: [[Alias]] = Array(repeating: [], count: 65)
         for a in compiler.aliases where a.bytes.count < 64 { byLen[Int(a.bytes.count)].append(a) }
         self.aliasesByLength = byLen
+        var flat: [Alias] = []
+        var starts: [Int32] = []
+        for l in 0...64 { starts.append(Int32(flat.count)); flat += byLen[l] }
+        starts.append(Int32(flat.count))
+        self.aliasFlat = flat
+        self.aliasStart = starts
+        self.selectorsByService = compiler.selectorsByService
+        self.selectorsAnyService = compiler.selectorsAnyService
         self.conds = compiler.conds
         self.meshes = compiler.meshes
         self.tts = compiler.tts
@@ -144,6 +162,7 @@ public struct RoutingTable: Sendable {
         self.fallbackByRegion = compiler.fallbackByRegion
         self.backendThreshold = config.backends.map { Threshold(percent: $0.sampling) }
         self.defaultMesh = compiler.defaultMesh
+        self.ttMesh = compiler.ttMesh
     }
 
     public func backendIndex(named name: String) -> Int? { backends.firstIndex { $0.name == name } }
@@ -158,7 +177,7 @@ public struct RoutingTable: Sendable {
                 batch.tags.withUnsafeBufferPointer { tags in
                     let span = batch.spans[index]
                     return withUnsafeTemporaryAllocation(of: Slot.self, capacity: keys.count) { slots in
-                        resolve(span, storage: storage, tags: tags, base: base, into: slots)
+                        withResolver { r in r.resolve(span, storage: storage, tags: tags, base: base, into: slots) }
                         let v = verdict(UnsafeBufferPointer(slots), trace: nil)
                         return decision(v, span: span)
                     }
@@ -196,39 +215,72 @@ public struct RoutingTable: Sendable {
         return v.threshold.all || RoutingTable.traceHash(span.traceID) < v.threshold.below
     }
 
+    /// `sample` for a routed span given its backend's threshold.
+    @inline(__always)
+    static func sample(_ span: Span, all: Bool, below: UInt64) -> Bool {
+        if span.flags.contains(.debug) { return true }
+        if let p = span.samplingPriority {
+            if p >= 2 { return true }
+            if p <= -1 { return false }
+        }
+        return all || traceHash(span.traceID) < below
+    }
+
     /// Knuth's multiplicative hash, as Datadog's agent uses for trace-id sampling.
     @inline(__always) public static func traceHash(_ id: TraceID) -> UInt64 { id.low &* 1_111_111_111_111_111_111 }
 
-    /// Fills `slots` with the span's resolved mesh tags: request-level values (already in
-    /// `base`) win; then span tags (earlier alias wins, e.g. `kuma.zone` before `zone`); then
-    /// the service name as `kuma.io/service`.
+    /// Runs `body` with raw views of the alias tables (valid only inside).
     @inline(__always)
-    func resolve(_ span: Span, storage: UnsafeRawBufferPointer, tags: UnsafeBufferPointer<Tag>,
-                 base: UnsafeBufferPointer<Slot>, into slots: UnsafeMutableBufferPointer<Slot>) {
-        for i in 0..<slots.count { slots[i] = base[i] }
-        let sbase = storage.baseAddress
-        var t = Int(span.tags.lowerBound)
-        let end = Int(span.tags.upperBound)
-        while t < end {
-            let tag = tags[t]
-            t += 1
-            let klen = Int(tag.key.count)
-            guard klen < 64 else { continue }
-            let candidates = aliasesByLength[klen]
-            if candidates.isEmpty { continue }
-            let kp = sbase! + Int(tag.key.offset)
-            let word = loadWord(kp, klen)
-            for a in candidates where a.word == word {
-                if klen > 8, memcmp(kp + 8, arena.pointer(a.bytes) + 8, klen - 8) != 0 { continue }
-                if slots[a.key].rank > a.rank {
-                    slots[a.key] = Slot(ptr: sbase.map { $0 + Int(tag.value.offset) }, count: Int(tag.value.count), rank: a.rank)
-                }
-                break
+    func withResolver<R>(_ body: (Resolver) -> R) -> R {
+        aliasFlat.withUnsafeBufferPointer { flat in
+            aliasStart.withUnsafeBufferPointer { starts in
+                body(Resolver(flat: flat, starts: starts, arena: UnsafeRawPointer(arena.base)))
             }
         }
-        if !slots[RoutingTable.serviceKey].isPresent, span.localEndpoint.serviceName.count > 0 {
-            let s = span.localEndpoint.serviceName
-            slots[RoutingTable.serviceKey] = Slot(ptr: sbase! + Int(s.offset), count: Int(s.count), rank: Int.max - 1)
+    }
+
+    /// Resolves span tags to mesh tags over raw pointers, so the per-span loop does no
+    /// reference counting or allocation.
+    struct Resolver {
+        let flat: UnsafeBufferPointer<Alias>
+        let starts: UnsafeBufferPointer<Int32>
+        let arena: UnsafeRawPointer
+
+        /// Fills `slots` with the span's resolved mesh tags: request-level values (already in
+        /// `base`) win; then span tags (earlier alias wins, e.g. `kuma.zone` before `zone`); then
+        /// the service name as `kuma.io/service`.
+        @inline(__always)
+        func resolve(_ span: Span, storage: UnsafeRawBufferPointer, tags: UnsafeBufferPointer<Tag>,
+                     base: UnsafeBufferPointer<Slot>, into slots: UnsafeMutableBufferPointer<Slot>) {
+            for i in 0..<slots.count { slots[i] = base[i] }
+            let sbase = storage.baseAddress
+            var t = Int(span.tags.lowerBound)
+            let end = Int(span.tags.upperBound)
+            while t < end {
+                let tag = tags[t]
+                t += 1
+                let klen = Int(tag.key.count)
+                guard klen < 64 else { continue }
+                var a = Int(starts[klen])
+                let aEnd = Int(starts[klen + 1])
+                if a == aEnd { continue }
+                let kp = sbase! + Int(tag.key.offset)
+                let word = loadWord(kp, klen)
+                while a < aEnd {
+                    let al = flat[a]
+                    a += 1
+                    guard al.word == word else { continue }
+                    if klen > 8, !fastEqual(kp + 8, arena + Int(al.bytes.offset) + 8, klen - 8) { continue }
+                    if slots[al.key].rank > al.rank {
+                        slots[al.key] = Slot(ptr: sbase.map { $0 + Int(tag.value.offset) }, count: Int(tag.value.count), rank: al.rank)
+                    }
+                    break
+                }
+            }
+            if !slots[RoutingTable.serviceKey].isPresent, span.localEndpoint.serviceName.count > 0 {
+                let s = span.localEndpoint.serviceName
+                slots[RoutingTable.serviceKey] = Slot(ptr: sbase! + Int(s.offset), count: Int(s.count), rank: Int.max - 1)
+            }
         }
     }
 
@@ -307,21 +359,41 @@ public struct RoutingTable: Sendable {
             v.threshold = mt.threshold ?? backendThreshold[mt.backend]
         } else {
             // TrafficTrace: more tags, then more exact values, then later modificationTime
-            // (when both have one), then the later document.
+            // (when both have one), then the later document. The best (policy, selector) pair
+            // is the best policy, since a policy scores as its best matching selector.
             var best = -1
             var bestCount = -1, bestExact = -1
-            for i in mesh.tts {
-                let tt = tts[i]
-                var count = -1, exact = -1
-                for (si, range) in tt.selectors.enumerated() {
-                    var ok = true
-                    for c in conds[range] where !matches(c, slots) { ok = false; break }
-                    if ok, (range.count, tt.exact[si]) > (count, exact) { count = range.count; exact = tt.exact[si] }
-                }
-                trace?.candidate(.trafficTrace(i), matched: count >= 0, detail: count >= 0 ? "\(count) tags, \(exact) exact" : "")
-                guard count >= 0 else { continue }
-                if best < 0 || (count, exact) > (bestCount, bestExact) || ((count, exact) == (bestCount, bestExact) && laterThan(tt, tts[best])) {
+            func consider(_ i: Int, _ count: Int, _ exact: Int) {
+                if best < 0 || (count, exact) > (bestCount, bestExact) || ((count, exact) == (bestCount, bestExact) && laterThan(tts[i], tts[best])) {
                     best = i; bestCount = count; bestExact = exact
+                }
+            }
+            if let trace {
+                for i in mesh.tts {
+                    let tt = tts[i]
+                    var count = -1, exact = -1
+                    for (si, range) in tt.selectors.enumerated() {
+                        var ok = true
+                        for c in conds[range] where !matches(c, slots) { ok = false; break }
+                        if ok, (range.count, tt.exact[si]) > (count, exact) { count = range.count; exact = tt.exact[si] }
+                    }
+                    trace.candidate(.trafficTrace(i), matched: count >= 0, detail: count >= 0 ? "\(count) tags, \(exact) exact" : "")
+                    if count >= 0 { consider(i, count, exact) }
+                }
+            } else {
+                func check(_ refs: [SelectorRef]) {
+                    for r in refs where ttMesh[r.tt] == meshIndex {
+                        let range = tts[r.tt].selectors[r.selector]
+                        var ok = true
+                        for c in conds[range] where !matches(c, slots) { ok = false; break }
+                        if ok { consider(r.tt, range.count, tts[r.tt].exact[r.selector]) }
+                    }
+                }
+                check(selectorsAnyService)
+                let svc = slots[RoutingTable.serviceKey]
+                if svc.isPresent, !selectorsByService.isEmpty {
+                    let key = Array(UnsafeRawBufferPointer(start: svc.ptr, count: svc.count))
+                    if let refs = selectorsByService[key] { check(refs) }
                 }
             }
             if best >= 0 {
@@ -390,8 +462,9 @@ struct RequestContext {
                 return nil
             }
             guard let hit else { continue }
-            // Earlier request tags (listener's static tags) win over later ones (upstream header).
-            if let prev = spans[hit.key], prev.rank <= hit.rank { continue }
+            // The first request tag for a key wins: the listener's static tags come before the
+            // upstream header's, whichever alias either uses.
+            if spans[hit.key] != nil { continue }
             spans[hit.key] = (bytes.count, t.value.utf8.count, hit.rank)
             bytes.append(contentsOf: t.value.utf8)
         }

@@ -18,6 +18,9 @@ struct TableCompiler {
     var fallbackByRegion: [Int] = []
     var tagSets: [[TagPair]] = [[]]
     var defaultMesh = 0
+    var ttMesh: [Int] = []
+    var selectorsByService: [[UInt8]: [RoutingTable.SelectorRef]] = [:]
+    var selectorsAnyService: [RoutingTable.SelectorRef] = []
 
     init(config: RelayConfig) { self.config = config }
 
@@ -110,7 +113,13 @@ struct TableCompiler {
             }
             var ranges: [Range<Int>] = []
             var exact: [Int] = []
-            for sel in t.selectors {
+            for (si, sel) in t.selectors.enumerated() {
+                let ref = RoutingTable.SelectorRef(tt: i, selector: si)
+                if let svc = sel.first(where: { $0.key == "kuma.io/service" && $0.value != "*" }) {
+                    selectorsByService[Array(svc.value.utf8), default: []].append(ref)
+                } else {
+                    selectorsAnyService.append(ref)
+                }
                 let start = conds.count
                 var ex = 0
                 for p in sel {
@@ -122,6 +131,7 @@ struct TableCompiler {
                 exact.append(ex)
             }
             tts.append(.init(selectors: ranges, exact: exact, backend: backend, time: t.modificationTime, document: t.document))
+            ttMesh.append(meshIdx[t.mesh] ?? -1)
             if let mi = meshIdx[t.mesh] { meshes[mi].tts.append(i) } else {
                 issues.append(error(.unknownReference, doc: t.document, res, "mesh", "no Mesh named '\(t.mesh)' in this file"))
             }

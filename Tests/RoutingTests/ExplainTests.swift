@@ -30,6 +30,30 @@ import Spans
         }
     }
 
+    /// `explain` scans every selector; routing uses the by-service index. They must agree.
+    @Test func indexedSelectionAgreesWithFullScan() throws {
+        let y = fourBackends
+            + trafficTrace("all", [[("kuma.io/service", "*")]], backend: "a")
+            + trafficTrace("web", [[("kuma.io/service", "web")], [("team", "x")]], backend: "b")
+            + trafficTrace("web-v2", [[("kuma.io/service", "web"), ("version", "v2")]], backend: "c")
+            + trafficTrace("api-or-v2", [[("kuma.io/service", "api")], [("version", "v2"), ("team", "*")]], backend: "d")
+            + trafficTrace("web-again", [[("kuma.io/service", "web")]], backend: "c")
+        let t = try table(y)
+        for svc in ["web", "api", "db", nil] {
+            for version in ["v1", "v2", nil] {
+                for team in ["x", "y", nil] {
+                    var tags: [TagPair] = []
+                    if let svc { tags.append(TagPair("kuma.io/service", svc)) }
+                    if let version { tags.append(TagPair("version", version)) }
+                    if let team { tags.append(TagPair("team", team)) }
+                    let e = t.explain(tags: tags, traceID: TraceID(low: 1))
+                    let d = t.route(0, in: makeBatch([TestSpan(tags: tags.map { ($0.key, $0.value) }, trace: TraceID(low: 1))]))
+                    #expect(e.decision == d, "\(tags)")
+                }
+            }
+        }
+    }
+
     @Test func refusedSpanNamesReasonAndRegion() throws {
         let t = try table(regional)
         let e = t.explain(tags: [TagPair("kuma.io/service", "payments"), TagPair("kuma.zone", "zone-us-1")])

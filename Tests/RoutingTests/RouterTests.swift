@@ -48,3 +48,24 @@ import Spans
         #expect(r.route(0, in: batch).matched != r.route(1, in: batch).matched)
     }
 }
+
+@Suite struct ByteHelperTests {
+    @Test func loadWordIsTheZeroPaddedLittleEndianWord() {
+        var rng = SplitMix(seed: 11)
+        for n in 0...12 {
+            for _ in 0..<50 {
+                let bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                var expected: UInt64 = 0
+                for (i, b) in bytes.prefix(8).enumerated() { expected |= UInt64(b) << UInt64(8 * i) }
+                bytes.withUnsafeBytes { p in
+                    #expect(n == 0 || loadWord(p.baseAddress!, n) == expected)
+                    var other = bytes
+                    if n > 0 { other[Int(rng.next() % UInt64(n))] &+= 1 }
+                    other.withUnsafeBytes { q in
+                        #expect(n == 0 || fastEqual(p.baseAddress!, q.baseAddress!, n) == (bytes == other))
+                    }
+                }
+            }
+        }
+    }
+}

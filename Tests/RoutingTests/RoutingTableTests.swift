@@ -260,6 +260,8 @@ tracing:
         #expect(backendName(t, TestSpan(tags: [("kuma.zone", "zone-eu-1")], service: "web"), requestTags: [("kuma.io/zone", "zone-us-1")]) == "us-datadog")
         // Earlier request tag (listener) beats later (upstream header).
         #expect(backendName(t, TestSpan(service: "web"), requestTags: [("kuma.io/zone", "zone-eu-1"), ("kuma.io/zone", "zone-us-1")]) == "eu-zipkin")
+        // ...whichever alias each uses.
+        #expect(backendName(t, TestSpan(service: "web"), requestTags: [("zone", "zone-eu-1"), ("kuma.io/zone", "zone-us-1")]) == "eu-zipkin")
         // kuma.zone beats Envoy's zone regardless of order.
         #expect(backendName(t, TestSpan(tags: [("zone", "zone-eu-1"), ("kuma.zone", "zone-us-1")], service: "web")) == "us-datadog")
     }

@@ -38,8 +38,10 @@ func benchConfig() -> String {
     return y
 }
 
-/// Envoy-like spans: 8 tags each, 1000 services, 4 zones, random trace ids.
-func benchBatch() -> SpanBatch {
+/// Envoy-like spans: 8 tags each, 1000 services, 4 zones, random trace ids. `run` spans in a
+/// row share a service (a sidecar reports its own spans in one request); run 1 = every span
+/// from a random service, the worst case for the cache.
+func benchBatch(run: Int = 1) -> SpanBatch {
     var b = SpanBatch(metadata: BatchMetadata(format: .zipkinV2JSON))
     var state: UInt64 = 0x1234_5678
     func next() -> UInt64 {
@@ -49,9 +51,10 @@ func benchBatch() -> SpanBatch {
         return z ^ (z >> 27)
     }
     let zones = ["eu-1", "eu-2", "us-1", "us-2"]
+    var svc = 0
     for i in 0..<spansPerBatch {
         var span = Span(traceID: TraceID(high: next(), low: next()), id: UInt64(i + 1))
-        let svc = Int(next() % 1000)
+        if i % run == 0 { svc = Int(next() % 1000) }
         span.localEndpoint.serviceName = b.intern("svc-\(svc)")
         let tags: [(String, String)] = [
             ("component", "proxy"), ("node_id", "dp-\(svc)"), ("http.method", "GET"), ("http.status_code", "200"),
@@ -68,6 +71,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .throughput, .mallocCountTotal], maxDuration: .seconds(3), maxIterations: 1_000)
     let table = try! RoutingTable(RelayConfig.parse(yaml: benchConfig()))
     let batch = benchBatch()
+    let sidecarBatch = benchBatch(run: 50)
 
     Benchmark("Routing: scan only (reference), 10k spans") { benchmark in
         for _ in benchmark.scaledIterations {
@@ -87,6 +91,13 @@ let benchmarks: @Sendable () -> Void = {
         _ = router.route(batch)  // warm the cache: tags repeat across batches in steady state
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations { blackHole(router.route(batch)) }
+    }
+
+    Benchmark("Routing: cached Router, 10k spans in runs of 50 per service") { benchmark in
+        var router = Router(table)
+        _ = router.route(sidecarBatch)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { blackHole(router.route(sidecarBatch)) }
     }
 
     Benchmark("Routing: cold cache per batch, 10k spans, 1k services × 50 TrafficTraces") { benchmark in
