@@ -456,6 +456,8 @@ struct DocumentParser {
             if let d = s["directory"]?.nonEmptyString() { c.spill.directory = d }
             if let v = s["memoryBytes"]?.byteSize() { c.spill.memoryBytes = v }
             if let v = s["maxDiskBytes"]?.byteSize() { c.spill.maxDiskBytes = v }
+            if let v = s["maxTotalDiskBytes"]?.byteSize() { c.spill.maxTotalDiskBytes = v }
+            if let v = s["maxAge"]?.durationSeconds() { c.spill.maxAgeSeconds = v }
             if let v = s["whenFull"], let t = v.string() {
                 if let w = SpillSettings.WhenFull(rawValue: t) { c.spill.whenFull = w }
                 else { v.error(.invalidValue, "expected whenFull reject or dropOldest, got '\(t)'") }
@@ -488,7 +490,7 @@ struct DocumentParser {
     private func durability(_ v: YValue) -> SpillSettings.Durability? {
         guard let t = v.string() else { return nil }
         if let d = SpillSettings.Durability(rawValue: t) { return d }
-        v.error(.invalidValue, "expected durability memory, disk or fsync, got '\(t)'")
+        v.error(.invalidValue, "expected durability memory, spill or wal, got '\(t)'")
         return nil
     }
 }

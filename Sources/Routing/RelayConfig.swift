@@ -165,12 +165,12 @@ public struct MeshTraceResource: Hashable, Sendable {
 public struct SpillSettings: Hashable, Sendable {
     /// How a backend's queued spans are kept.
     public enum Durability: String, Hashable, Sendable, CaseIterable {
-        /// Memory only; lost on restart or when memory is full.
+        /// Memory only (fastest); graceful shutdown spills memory to disk, a crash loses it.
         case memory
-        /// Spill to disk under memory pressure; written without fsync.
-        case disk
-        /// Spill and fsync each segment before acknowledging the client.
-        case fsync
+        /// As memory, plus spill to zstd segments when memory fills or the backend is down (default).
+        case spill
+        /// Every accepted batch is appended and fsynced (group commit) before the client is answered.
+        case wal
     }
     /// What to do when memory and disk are full.
     public enum WhenFull: String, Hashable, Sendable, CaseIterable {
@@ -186,7 +186,11 @@ public struct SpillSettings: Hashable, Sendable {
     public var memoryBytes: Int = 64 << 20
     /// Disk budget per backend; default 1 GiB.
     public var maxDiskBytes: Int = 1 << 30
-    public var durability: Durability = .disk
+    /// Disk budget for all backends together; nil = no total cap beyond the per-backend ones.
+    public var maxTotalDiskBytes: Int? = nil
+    /// Queued data older than this is dropped (and counted); nil = kept until delivered.
+    public var maxAgeSeconds: Int? = nil
+    public var durability: Durability = .spill
     /// Per-backend overrides of `durability`, by backend name.
     public var backendDurability: [String: Durability] = [:]
     public var whenFull: WhenFull = .reject

@@ -94,6 +94,19 @@ struct YValue {
         return nil
     }
 
+    /// A duration in seconds: an integer (seconds) or a number with a unit (s, m, h, d).
+    func durationSeconds() -> Int? {
+        guard case .scalar(let sc) = node else { error(.invalidValue, "expected a duration like 24h, got \(kindName)"); return nil }
+        let t = sc.string
+        let units: [(String, Int)] = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)]
+        if let v = Int(t), v >= 0 { return v }
+        for (u, mult) in units where t.hasSuffix(u) {
+            if let v = Int(t.dropLast(u.count)), v >= 0 { return v * mult }
+        }
+        error(.invalidValue, "expected a duration like 3600, 90m, 24h or 7d, got '\(t)'")
+        return nil
+    }
+
     var describe: String {
         if case .scalar(let s) = node { return "'\(s.string)'" }
         return kindName

@@ -26,11 +26,13 @@ import Spans
           directory: /tmp/spill
           memoryBytes: 32MiB
           maxDiskBytes: 2GB
+          maxTotalDiskBytes: 8GiB
+          maxAge: 24h
           whenFull: dropOldest
           durability:
-            default: disk
+            default: spill
             backends:
-              central: fsync
+              central: wal
         backends:
           - name: central
             type: tracerelay
@@ -49,8 +51,10 @@ import Spans
         #expect(c.spill.memoryBytes == 32 << 20)
         #expect(c.spill.maxDiskBytes == 2_000_000_000)
         #expect(c.spill.whenFull == .dropOldest)
-        #expect(c.spill.durability(for: "central") == .fsync)
-        #expect(c.spill.durability(for: "other") == .disk)
+        #expect(c.spill.maxTotalDiskBytes == 8 << 30)
+        #expect(c.spill.maxAgeSeconds == 86_400)
+        #expect(c.spill.durability(for: "central") == .wal)
+        #expect(c.spill.durability(for: "other") == .spill)
         #expect(c.backends.map(\.kind) == [.tracerelay])
         #expect(c.diagnostics.isEmpty)
     }
