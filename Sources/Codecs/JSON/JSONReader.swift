@@ -158,6 +158,7 @@ public struct JSONReader {
     ///
     ///     try r.beginObject()
     ///     while let key = try r.nextKey() { if r.key(key, is: "id") { … } else { try r.skipValue() } }
+    @inline(__always)
     public mutating func nextKey() throws(DecodeError) -> JSONString? {
         guard let b = peek() else { throw unexpected("'\"' or '}'") }
         switch b {
@@ -231,6 +232,7 @@ public struct JSONReader {
     /// Reads a string; returns the raw (still escaped) range between the quotes.
     ///
     /// Checks escapes (`\" \\ \/ \b \f \n \r \t \uXXXX`) and refuses raw control characters.
+    @inline(__always)
     public mutating func readString() throws(DecodeError) -> JSONString {
         guard peek() == UInt8(ascii: "\"") else { throw unexpected("a string") }
         position += 1

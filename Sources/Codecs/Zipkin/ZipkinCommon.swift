@@ -73,8 +73,9 @@ enum ZipkinIP {
         let family: Int32
         switch bytes.count {
         case 4:
-            // Hot (every span of an Envoy proto batch): format without libc.
-            return batch.appendText(capacity: 15) { out in
+            // Hot (every span of an Envoy proto batch): format on the stack, append once.
+            var buf: (UInt64, UInt64) = (0, 0)
+            return withUnsafeMutableBytes(of: &buf) { out in
                 var o = 0
                 for i in 0..<4 {
                     if i > 0 { out[o] = UInt8(ascii: "."); o += 1 }
@@ -83,7 +84,7 @@ enum ZipkinIP {
                     if v >= 10 { out[o] = 48 + (v / 10) % 10; o += 1 }
                     out[o] = 48 + v % 10; o += 1
                 }
-                return o
+                return batch.intern(UnsafeRawBufferPointer(rebasing: out[0..<o]))
             }
         case 16: family = AF_INET6
         default: return .empty
