@@ -137,20 +137,20 @@ enum ProtoWriter {
 
     static func fixed64(_ field: UInt64, _ v: UInt64, to out: inout [UInt8]) {
         tag(field, 1, to: &out)
-        withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: v.littleEndian) { out.appendBytes($0) }
     }
 
     static func bytes(_ field: UInt64, _ b: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         tag(field, 2, to: &out)
         varint(UInt64(b.count), to: &out)
-        out.append(contentsOf: b)
+        out.appendBytes(b)
     }
 
     /// 8 big-endian bytes of `v` as a length-delimited field.
     static func id(_ field: UInt64, _ v: UInt64, to out: inout [UInt8]) {
         tag(field, 2, to: &out)
         out.append(8)
-        withUnsafeBytes(of: v.bigEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: v.bigEndian) { out.appendBytes($0) }
     }
 
     /// Writes a length-delimited submessage produced by `body`, patching in its length

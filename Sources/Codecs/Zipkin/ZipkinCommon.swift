@@ -84,7 +84,7 @@ enum ZipkinIP {
                     if v >= 10 { out[o] = 48 + (v / 10) % 10; o += 1 }
                     out[o] = 48 + v % 10; o += 1
                 }
-                return batch.intern(UnsafeRawBufferPointer(rebasing: out[0..<o]))
+                return batch.internBytes(UnsafeRawBufferPointer(rebasing: out[0..<o]))
             }
         case 16: family = AF_INET6
         default: return .empty
@@ -92,7 +92,7 @@ enum ZipkinIP {
         return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buf in
             guard inet_ntop(family, bytes.baseAddress, buf.baseAddress, 64) != nil else { return .empty }
             let n = strlen(buf.baseAddress!)
-            return batch.intern(UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
+            return batch.internBytes(UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
         }
     }
 

@@ -215,8 +215,8 @@ public enum ZipkinProto3 {
         if s.traceID.high != 0 {
             ProtoWriter.tag(1, 2, to: &out)
             out.append(16)
-            withUnsafeBytes(of: s.traceID.high.bigEndian) { out.append(contentsOf: $0) }
-            withUnsafeBytes(of: s.traceID.low.bigEndian) { out.append(contentsOf: $0) }
+            withUnsafeBytes(of: s.traceID.high.bigEndian) { out.appendBytes($0) }
+            withUnsafeBytes(of: s.traceID.low.bigEndian) { out.appendBytes($0) }
         } else {
             ProtoWriter.id(1, s.traceID.low, to: &out)
         }
