@@ -39,6 +39,17 @@ import Spans
         #expect(b.spans.allSatisfy { $0.raw.isEmpty })
     }
 
+    @Test func emptyListsAndWhitespace() throws {
+        #expect(try decode(" [ ] \n").spans.isEmpty)
+        #expect(try decode("[]").spans.isEmpty)
+        #expect(decodeError("")?.message.contains("unexpected end of input") == true)
+        #expect(decodeError("[{}]")?.message == "span has no traceId")
+        #expect(decodeError(#"[{"traceId":"1","id":"2"}] x"#)?.message == "unexpected data after the JSON value")
+        var out: [UInt8] = []
+        ZipkinJSONV2.encode(try decode("[]"), into: &out)
+        #expect(out == Array("[]".utf8))
+    }
+
     @Test func rejectsBadIdsWithWhatAndWhere() {
         let cases: [(String, String, Int)] = [
             (#"[{"traceId":"0000000000000000","id":"1"}]"#, "traceId is all zeros", 12),

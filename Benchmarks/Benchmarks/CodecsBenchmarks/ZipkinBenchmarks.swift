@@ -85,6 +85,15 @@ func zipkinBenchmarks() {
             blackHole(out.count)
         }
     }
+    Benchmark("Zipkin v2 JSON encode, same format (raw copy)", configuration: config) { benchmark in
+        var out: [UInt8] = []
+        out.reserveCapacity(json.count + 64)
+        for _ in benchmark.scaledIterations {
+            out.removeAll(keepingCapacity: true)
+            ZipkinJSONV2.encode(decoded, into: &out)
+            blackHole(out.count)
+        }
+    }
     Benchmark("Zipkin v2 JSON encode, full re-encode", configuration: config) { benchmark in
         var out: [UInt8] = []
         out.reserveCapacity(json.count * 2)

@@ -109,7 +109,7 @@ public struct JSONReader {
     }
 
     /// Skips JSON whitespace (space, tab, CR, LF).
-    @inlinable public mutating func skipWhitespace() {
+    @inline(__always) @inlinable public mutating func skipWhitespace() {
         while position < count {
             let b = base[position]
             if b > 0x20 { return }
@@ -119,7 +119,7 @@ public struct JSONReader {
     }
 
     /// The next non-whitespace byte without consuming it, nil at end of input.
-    @inlinable public mutating func peek() -> UInt8? {
+    @inline(__always) @inlinable public mutating func peek() -> UInt8? {
         skipWhitespace()
         return position < count ? base[position] : nil
     }
@@ -158,6 +158,7 @@ public struct JSONReader {
     ///
     ///     try r.beginObject()
     ///     while let key = try r.nextKey() { if r.key(key, is: "id") { … } else { try r.skipValue() } }
+    @inline(__always)
     public mutating func nextKey() throws(DecodeError) -> JSONString? {
         guard let b = peek() else { throw unexpected("'\"' or '}'") }
         switch b {
@@ -205,7 +206,7 @@ public struct JSONReader {
     // MARK: Scalars
 
     /// Consumes `null` when it is next and returns true; otherwise consumes nothing.
-    @inlinable public mutating func readNull() -> Bool {
+    @inline(__always) @inlinable public mutating func readNull() -> Bool {
         guard peek() == UInt8(ascii: "n"), position + 4 <= count,
               base[position + 1] == UInt8(ascii: "u"), base[position + 2] == UInt8(ascii: "l"),
               base[position + 3] == UInt8(ascii: "l") else { return false }
@@ -231,6 +232,7 @@ public struct JSONReader {
     /// Reads a string; returns the raw (still escaped) range between the quotes.
     ///
     /// Checks escapes (`\" \\ \/ \b \f \n \r \t \uXXXX`) and refuses raw control characters.
+    @inline(__always)
     public mutating func readString() throws(DecodeError) -> JSONString {
         guard peek() == UInt8(ascii: "\"") else { throw unexpected("a string") }
         position += 1
@@ -395,14 +397,14 @@ public struct JSONReader {
     // MARK: Keys and text
 
     /// True when the key's raw bytes equal `literal` (escaped keys never match).
-    @inlinable public func key(_ k: JSONString, is literal: StaticString) -> Bool {
+    @inline(__always) @inlinable public func key(_ k: JSONString, is literal: StaticString) -> Bool {
         k.count == literal.utf8CodeUnitCount && memcmp(base + k.start, literal.utf8Start, k.count) == 0
     }
 
     /// The string as batch text: a slice of the body when it has no escapes (no copy),
     /// otherwise unescaped and appended to the batch's storage. The reader's input must be
     /// the batch's body (offsets are shared).
-    @inlinable public func text(_ s: JSONString, in batch: inout SpanBatch) -> Str {
+    @inline(__always) @inlinable public func text(_ s: JSONString, in batch: inout SpanBatch) -> Str {
         if !s.hasEscapes { return s.count == 0 ? .empty : batch.slice(s.range) }
         return batch.appendText(capacity: s.count) { out in JSONReader.unescape(bytes(s.range), into: out) }
     }

@@ -12,11 +12,28 @@ public enum JSONWriter {
     /// Other bytes (including UTF-8 ≥ 0x80) are copied as they are.
     public static func string(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        // Most text needs no escaping: find the first byte that does, 8 bytes at a time.
+        var clean = 0
+        if let base = bytes.baseAddress {
+            let lo: UInt64 = 0x0101_0101_0101_0101, hi: UInt64 = 0x8080_8080_8080_8080
+            while clean + 8 <= bytes.count {
+                let w = (base + clean).loadUnaligned(as: UInt64.self).littleEndian
+                let q = w ^ (lo &* 0x22), s = w ^ (lo &* 0x5C)
+                let hits = (((q &- lo) & ~q) | ((s &- lo) & ~s) | (w &- (lo &* 0x20))) & ~w & hi
+                if hits != 0 { clean += hits.trailingZeroBitCount >> 3; break }
+                clean += 8
+            }
+        }
+        if clean >= bytes.count {
+            out.appendBytes(bytes)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         var runStart = 0
-        for i in 0..<bytes.count {
+        for i in clean..<bytes.count {
             let c = bytes[i]
             if c >= 0x20 && c != UInt8(ascii: "\"") && c != UInt8(ascii: "\\") { continue }
-            if i > runStart { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart..<i])) }
+            if i > runStart { out.appendBytes(UnsafeRawBufferPointer(rebasing: bytes[runStart..<i])) }
             runStart = i + 1
             out.append(UInt8(ascii: "\\"))
             switch c {
@@ -32,7 +49,7 @@ public enum JSONWriter {
                                         hex.utf8Start[Int(c >> 4)], hex.utf8Start[Int(c & 0xF)]])
             }
         }
-        if bytes.count > runStart { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[runStart...])) }
+        if bytes.count > runStart { out.appendBytes(UnsafeRawBufferPointer(rebasing: bytes[runStart...])) }
         out.append(UInt8(ascii: "\""))
     }
 
@@ -62,8 +79,10 @@ public enum JSONWriter {
 
     /// Appends 16 lower-case hex digits.
     public static func hex16(_ v: UInt64, to out: inout [UInt8]) {
-        let n = out.count
-        out.append(contentsOf: repeatElement(0, count: 16))
-        out.withUnsafeMutableBytes { writeHex16(v, into: UnsafeMutableRawBufferPointer(rebasing: $0[n..<(n + 16)])) }
+        var buf: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &buf) { b in
+            writeHex16(v, into: b)
+            out.appendBytes(UnsafeRawBufferPointer(b))
+        }
     }
 }

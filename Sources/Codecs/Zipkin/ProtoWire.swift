@@ -16,6 +16,7 @@ struct ProtoReader {
     }
 
     /// A reader over `range` of the same input (offsets stay absolute).
+    @inline(__always)
     func sub(_ range: Range<Int>) -> ProtoReader {
         var r = self
         r.position = range.lowerBound
@@ -26,13 +27,24 @@ struct ProtoReader {
         self.base = base; self.position = position; self.end = end; self.format = format
     }
 
+    @inline(__always)
     var atEnd: Bool { position >= end }
 
     func error(_ message: String, at: Int? = nil, code: DecodeError.Code = .malformed) -> DecodeError {
         DecodeError(code, format: format, offset: at ?? position, message)
     }
 
+    @inline(__always)
     mutating func varint() throws(DecodeError) -> UInt64 {
+        // Most varints on this path (tags, lengths, kinds) are one byte.
+        if position < end, base[position] < 0x80 {
+            position += 1
+            return UInt64(base[position - 1])
+        }
+        return try varintSlow()
+    }
+
+    mutating func varintSlow() throws(DecodeError) -> UInt64 {
         var v: UInt64 = 0
         var shift: UInt64 = 0
         let start = position
@@ -48,6 +60,7 @@ struct ProtoReader {
     }
 
     /// The next field's number and wire type.
+    @inline(__always)
     mutating func tag() throws(DecodeError) -> (field: UInt64, wire: UInt8) {
         let at = position
         let t = try varint()
@@ -56,6 +69,7 @@ struct ProtoReader {
         return (field, UInt8(t & 7))
     }
 
+    @inline(__always)
     mutating func fixed64() throws(DecodeError) -> UInt64 {
         guard end - position >= 8 else { throw error("truncated fixed64") }
         let v = UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self).littleEndian
@@ -64,6 +78,7 @@ struct ProtoReader {
     }
 
     /// A length-delimited field's byte range (absolute offsets).
+    @inline(__always)
     mutating func lengthDelimited() throws(DecodeError) -> Range<Int> {
         let at = position
         let n = try varint()
@@ -84,15 +99,23 @@ struct ProtoReader {
     }
 
     /// Fails unless `wire` is what the field needs.
-    func expect(_ wire: UInt8, _ want: UInt8, _ field: String, at: Int) throws(DecodeError) {
-        if wire != want { throw error("\(field) has wire type \(wire), expected \(want)", at: at) }
+    @inline(__always)
+    func expect(_ wire: UInt8, _ want: UInt8, _ field: StaticString, at: Int) throws(DecodeError) {
+        if wire != want { throw wireError(wire, want, field, at: at) }
     }
 
+    @inline(never)
+    func wireError(_ wire: UInt8, _ want: UInt8, _ field: StaticString, at: Int) -> DecodeError {
+        error("\(field) has wire type \(wire), expected \(want)", at: at)
+    }
+
+    @inline(__always)
     func bytes(_ r: Range<Int>) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: base + r.lowerBound, count: r.count)
     }
 
     /// Big-endian unsigned integer from up to 8 bytes.
+    @inline(__always)
     func bigEndian(_ r: Range<Int>) -> UInt64 {
         var v: UInt64 = 0
         for i in r { v = v << 8 | UInt64(base[i]) }
@@ -114,20 +137,20 @@ enum ProtoWriter {
 
     static func fixed64(_ field: UInt64, _ v: UInt64, to out: inout [UInt8]) {
         tag(field, 1, to: &out)
-        withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: v.littleEndian) { out.appendBytes($0) }
     }
 
     static func bytes(_ field: UInt64, _ b: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         tag(field, 2, to: &out)
         varint(UInt64(b.count), to: &out)
-        out.append(contentsOf: b)
+        out.appendBytes(b)
     }
 
     /// 8 big-endian bytes of `v` as a length-delimited field.
     static func id(_ field: UInt64, _ v: UInt64, to out: inout [UInt8]) {
         tag(field, 2, to: &out)
         out.append(8)
-        withUnsafeBytes(of: v.bigEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: v.bigEndian) { out.appendBytes($0) }
     }
 
     /// Writes a length-delimited submessage produced by `body`, patching in its length

@@ -72,14 +72,27 @@ enum ZipkinIP {
     static func text(_ bytes: UnsafeRawBufferPointer, in batch: inout SpanBatch) -> Str {
         let family: Int32
         switch bytes.count {
-        case 4: family = AF_INET
+        case 4:
+            // Hot (every span of an Envoy proto batch): format on the stack, append once.
+            var buf: (UInt64, UInt64) = (0, 0)
+            return withUnsafeMutableBytes(of: &buf) { out in
+                var o = 0
+                for i in 0..<4 {
+                    if i > 0 { out[o] = UInt8(ascii: "."); o += 1 }
+                    let v = bytes[i]
+                    if v >= 100 { out[o] = 48 + v / 100; o += 1 }
+                    if v >= 10 { out[o] = 48 + (v / 10) % 10; o += 1 }
+                    out[o] = 48 + v % 10; o += 1
+                }
+                return batch.internBytes(UnsafeRawBufferPointer(rebasing: out[0..<o]))
+            }
         case 16: family = AF_INET6
         default: return .empty
         }
         return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buf in
             guard inet_ntop(family, bytes.baseAddress, buf.baseAddress, 64) != nil else { return .empty }
             let n = strlen(buf.baseAddress!)
-            return batch.intern(UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
+            return batch.internBytes(UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
         }
     }
 

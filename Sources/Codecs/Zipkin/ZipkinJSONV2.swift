@@ -179,7 +179,7 @@ public enum ZipkinJSONV2 {
             first = false
             let s = batch.spans[i]
             if reuseRaw && !s.raw.isEmpty {
-                batch.withBytes(s.raw) { out.append(contentsOf: $0) }
+                batch.withBytes(s.raw) { out.appendBytes($0) }
             } else {
                 encodeSpan(s, of: batch, into: &out)
             }

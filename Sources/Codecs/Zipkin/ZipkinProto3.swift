@@ -25,6 +25,9 @@ public enum ZipkinProto3 {
         var batch = SpanBatch(body: body, metadata: metadata)
         batch.spans.reserveCapacity(body.count / 256 + 1)
         batch.tags.reserveCapacity(body.count / 24 + 1)
+        // Addresses arrive as bytes and are stored as text after the body: make room once
+        // (one copy of the body) rather than growing the storage while decoding.
+        batch.storage.reserveCapacity(body.count + body.count / 16 + 64)
         let result: Result<Void, DecodeError> = body.withUnsafeBytes { raw in
             var r = ProtoReader(raw, format: .zipkinV2Proto)
             do throws(DecodeError) {
@@ -69,7 +72,7 @@ public enum ZipkinProto3 {
                 if b.count == 16 && id.high == 0 { canonical = false }
                 span.traceID = id; haveTrace = true
             case 2, 3:
-                try r.expect(wire, 2, field == 2 ? "parent_id" : "id", at: at)
+                try r.expect(wire, 2, "id", at: at)
                 let b = try r.lengthDelimited()
                 guard b.count == 8 || (field == 2 && b.count == 0) else {
                     throw r.error("\(field == 2 ? "parent_id" : "id") must be 8 bytes, not \(b.count)", at: at, code: .invalidValue)
@@ -114,8 +117,22 @@ public enum ZipkinProto3 {
                 batch.annotations.append(a)
             case 11:
                 try r.expect(wire, 2, "tags", at: at)
-                var tr = r.sub(try r.lengthDelimited())
+                let entry = try r.lengthDelimited()
                 var t = Tag(key: .empty, value: .empty)
+                var tr = r.sub(entry)
+                // Fast path for the usual entry layout: key (0x0A, short length) then value (0x12).
+                if entry.count >= 2, r.base[entry.lowerBound] == 0x0A, r.base[entry.lowerBound + 1] < 0x80 {
+                    let k0 = entry.lowerBound + 2, k1 = k0 + Int(r.base[entry.lowerBound + 1])
+                    if k1 <= entry.upperBound {
+                        if k1 == entry.upperBound {
+                            t.key = slice(k0..<k1, batch); tr.position = k1
+                        } else if k1 + 2 <= entry.upperBound, r.base[k1] == 0x12, r.base[k1 + 1] < 0x80,
+                                  k1 + 2 + Int(r.base[k1 + 1]) == entry.upperBound {
+                            t.key = slice(k0..<k1, batch); t.value = slice((k1 + 2)..<entry.upperBound, batch)
+                            tr.position = entry.upperBound
+                        }
+                    }
+                }
                 while !tr.atEnd {
                     let tat = tr.position
                     let (f, w) = try tr.tag()
@@ -126,7 +143,7 @@ public enum ZipkinProto3 {
                 if batch.equals(t.key, "error") { span.flags.insert(.error) }
                 batch.tags.append(t)
             case 12, 13:
-                try r.expect(wire, 0, field == 12 ? "debug" : "shared", at: at)
+                try r.expect(wire, 0, "flag", at: at)
                 if try r.varint() != 0 {
                     if field == 12 { span.flags.insert(.debug); span.samplingPriority = 2 } else { span.flags.insert(.shared) }
                 }
@@ -159,7 +176,7 @@ public enum ZipkinProto3 {
             switch f {
             case 1: try r.expect(w, 2, "service_name", at: at); e.serviceName = slice(try r.lengthDelimited(), batch)
             case 2, 3:
-                try r.expect(w, 2, f == 2 ? "ipv4" : "ipv6", at: at)
+                try r.expect(w, 2, "address", at: at)
                 let b = try r.lengthDelimited()
                 if b.count == (f == 2 ? 4 : 16) {
                     let text = ZipkinIP.text(r.bytes(b), in: &batch)
@@ -198,8 +215,8 @@ public enum ZipkinProto3 {
         if s.traceID.high != 0 {
             ProtoWriter.tag(1, 2, to: &out)
             out.append(16)
-            withUnsafeBytes(of: s.traceID.high.bigEndian) { out.append(contentsOf: $0) }
-            withUnsafeBytes(of: s.traceID.low.bigEndian) { out.append(contentsOf: $0) }
+            withUnsafeBytes(of: s.traceID.high.bigEndian) { out.appendBytes($0) }
+            withUnsafeBytes(of: s.traceID.low.bigEndian) { out.appendBytes($0) }
         } else {
             ProtoWriter.id(1, s.traceID.low, to: &out)
         }
