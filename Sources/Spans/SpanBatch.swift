@@ -84,7 +84,8 @@ public struct SpanBatch: Sendable, Equatable {
     public mutating func intern(_ bytes: UnsafeRawBufferPointer) -> Str {
         if bytes.isEmpty { return .empty }
         let off = storage.count
-        storage.append(contentsOf: bytes)
+        // As typed bytes, `append` is one memcpy; a raw buffer would be appended byte by byte.
+        storage.append(contentsOf: bytes.assumingMemoryBound(to: UInt8.self))
         return Str(offset: UInt32(off), count: UInt32(bytes.count))
     }
 
