@@ -164,6 +164,12 @@ public final class BackendQueue: @unchecked Sendable {
                         result = .failure(.full(retryAfter: retryAfterLocked()))
                         return
                     }
+                    // Callers that do not wait for completions still cannot grow memory without bound.
+                    if pendingBytes > 2 * c.maxUnwrittenBytes {
+                        stats.rejectedRecords += 1
+                        result = .failure(.full(retryAfter: 1))
+                        return
+                    }
                     if !spilling {
                         spilling = true
                         readFromSeq = stored.seq
