@@ -47,12 +47,13 @@ public final class BackendQueue: @unchecked Sendable {
 
     private var nextSeq: UInt64 = 0
     private var retry: [Entry] = []          // nacked, sorted by seq; delivered first
-    private var ram = Fifo<Entry>()          // memory tier, older than anything disk-only
+    private var ram = Fifo<Entry>()          // memory tier, in seq order
     private var diskBuffer = Fifo<Entry>()   // decoded from disk, awaiting delivery
     private var inflight: [UInt64: Entry] = [:]
     private var pending = Fifo<PendingWrite>()  // to be written (spill: disk-only; wal: everything)
     private var pendingBytes = 0
     private var heldBytes = 0                // ram + retry + inflight + diskBuffer
+    private var diskBufferBytes = 0          // read ahead from disk, not yet delivered
     /// Disk-only records have seq ≥ readFromSeq (and the ones below were delivered from memory).
     private var readFromSeq: UInt64 = 0
     private var spilling = false
@@ -292,8 +293,8 @@ public final class BackendQueue: @unchecked Sendable {
                 for f in seg.frames where f.lastSeq >= readFromSeq { unread += f.records }
             }
             let memoryCount = retry.count + ram.count + diskBuffer.count + inflight.count
-            s.records = memoryCount + (configuration.durability == .wal ? 0 : pending.count) + (spilling || configuration.durability != .wal ? unread : 0)
-            if configuration.durability == .wal { s.records += pending.count }
+            // Disk-only records exist only while spilling; otherwise what is on disk is also in memory.
+            s.records = memoryCount + pending.count + (spilling ? unread : 0)
             var oldest = UInt64.max
             if let r = retry.first { oldest = min(oldest, r.stored.timeMillis) }
             if let r = ram.first { oldest = min(oldest, r.stored.timeMillis) }
@@ -332,6 +333,9 @@ public final class BackendQueue: @unchecked Sendable {
         }
     }
 
+    /// Test hook: the lowest pending seq (what the ledger would store now).
+    func lowestPendingForTesting() -> UInt64 { lock.withLock { lowestPendingLocked() } }
+
     /// Test hook: stop as a crash would (no flush, nothing written).
     func simulateCrash() {
         io.sync {
@@ -354,9 +358,11 @@ public final class BackendQueue: @unchecked Sendable {
         var bytes = 0
         while bytes < maxBytes || out.isEmpty {
             let e: Entry
+            // Memory and read-back records are each in seq order; take the older head. (In
+            // `memory` mode, batches enqueued while a restart's backlog replays are newer than it.)
             if !retry.isEmpty { e = retry.removeFirst() }
-            else if let x = ram.popFirst() { e = x }
-            else if let x = diskBuffer.popFirst() { e = x }
+            else if let r = ram.first, diskBuffer.first.map({ r.stored.seq < $0.stored.seq }) ?? true { e = ram.popFirst()! }
+            else if let x = diskBuffer.popFirst() { e = x; diskBufferBytes -= x.size }
             else { break }
             inflight[e.stored.seq] = e
             bytes += e.size
@@ -374,7 +380,8 @@ public final class BackendQueue: @unchecked Sendable {
     }
 
     private func wantReadLocked() -> Bool {
-        guard spilling, !closed, diskBuffer.isEmpty, !readScheduled else { return false }
+        // Read ahead up to about two frames, so decoding overlaps with delivery.
+        guard spilling, !closed, diskBufferBytes < configuration.frameBytes, !readScheduled else { return false }
         readScheduled = true
         return true
     }
@@ -447,10 +454,13 @@ public final class BackendQueue: @unchecked Sendable {
         let batch: [StoredRecord] = lock.withLock {
             var out: [StoredRecord] = []
             var bytes = 0
-            for p in pending.elements {
+            var i = 0
+            while i < pending.count {
+                let p = pending[i]
                 if !out.isEmpty && bytes + p.stored.record.size > c.frameBytes { break }
                 out.append(p.stored)
                 bytes += p.stored.record.size
+                i += 1
             }
             roll = rollBeforeNextWrite
             rollBeforeNextWrite = false
@@ -641,8 +651,19 @@ public final class BackendQueue: @unchecked Sendable {
             var completions: [@Sendable (Result<Void, QueueError>) -> Void] = []
             lock.withLock {
                 readScheduled = false
-                guard spilling, diskBuffer.isEmpty else { return }
+                guard spilling else { return }
                 if markedDown && !closed { return }
+                // Read-ahead records are older than anything unwritten: they go first.
+                if !diskBuffer.isEmpty {
+                    var merged = Fifo<Entry>()
+                    while true {
+                        if let r = ram.first, diskBuffer.first.map({ r.stored.seq < $0.stored.seq }) ?? true { merged.append(ram.popFirst()!) }
+                        else if let d = diskBuffer.popFirst() { merged.append(d) }
+                        else { break }
+                    }
+                    ram = merged
+                }
+                diskBufferBytes = 0
                 if c.durability == .spill {
                     // Unwritten batches need not touch the disk at all: they join the memory tier.
                     while let p = pending.popFirst() {
@@ -681,6 +702,7 @@ public final class BackendQueue: @unchecked Sendable {
                 for r in records where r.seq >= readFromSeq {
                     diskBuffer.append(Entry(stored: r, onDisk: true))
                     heldBytes += r.record.size
+                    diskBufferBytes += r.record.size
                 }
             case .failure:
                 stats.corruptFrames += 1
@@ -688,8 +710,7 @@ public final class BackendQueue: @unchecked Sendable {
             }
             readFromSeq = max(readFromSeq, frame.lastSeq + 1)
             wake = serveWaiterLocked()
-            if case .failure = result { again = wantReadLocked() }
-            if wake != nil, waiter == nil, diskBuffer.isEmpty { again = wantReadLocked() }
+            again = wantReadLocked()
         }
         if case .failure(let e) = result {
             logger.error("spill frame unreadable, skipped", metadata: [

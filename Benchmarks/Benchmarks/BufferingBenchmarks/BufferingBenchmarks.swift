@@ -16,7 +16,17 @@ let streamBatches = ZipkinLikeStream.make(totalBytes: 32 << 20, spansPerBatch: 4
 let streamBytes = streamBatches.reduce(0) { $0 + $1.count }
 let mb = Double(streamBytes) / 1e6
 
+/// BUFFERING_DUMP_STREAM=path writes the stream to a file, for `zstd -b1 path` in the same session.
+func dumpStreamIfAsked() {
+    guard let p = getenv("BUFFERING_DUMP_STREAM") else { return }
+    let fd = open(String(cString: p), O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { return }
+    for b in streamBatches { _ = b.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+    close(fd)
+}
+
 let benchmarks: @Sendable () -> Void = {
+    dumpStreamIfAsked()
     let config = Benchmark.Configuration(
         metrics: [.wallClock, .custom("MB/s", polarity: .prefersLarger, useScalingFactor: false),
                   .custom("ratio x100", polarity: .prefersLarger, useScalingFactor: false)],
@@ -39,6 +49,28 @@ let benchmarks: @Sendable () -> Void = {
         let dt = nowSeconds() - t0
         benchmark.measurement(.custom("MB/s", polarity: .prefersLarger, useScalingFactor: false), Int(mb / dt))
         benchmark.measurement(.custom("ratio x100", polarity: .prefersLarger, useScalingFactor: false), streamBytes * 100 / compressed)
+    }
+
+    Benchmark("zstd level 1 decompress, 1 MiB frames (reference)", configuration: config) { benchmark in
+        let compressor = ZstdCompressor(level: 1)
+        var frames: [([UInt8], Int)] = []
+        var chunk: [UInt8] = []
+        for (i, b) in streamBatches.enumerated() {
+            chunk += b
+            if chunk.count >= 1 << 20 || i == streamBatches.count - 1 {
+                frames.append((try compressor.compress(chunk), chunk.count))
+                chunk.removeAll(keepingCapacity: true)
+            }
+        }
+        let decompressor = ZstdDecompressor()
+        var out = [UInt8](repeating: 0, count: 2 << 20)
+        let t0 = nowSeconds()
+        for (z, n) in frames {
+            try z.withUnsafeBytes { zb in try out.withUnsafeMutableBytes { try decompressor.decompress(zb, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n])) } }
+        }
+        let dt = nowSeconds() - t0
+        blackHole(out[0])
+        benchmark.measurement(.custom("MB/s", polarity: .prefersLarger, useScalingFactor: false), Int(mb / dt))
     }
 
     Benchmark("zstd level 1 whole stream, one frame (ratio reference, = zstd -1)", configuration: config) { benchmark in
@@ -71,6 +103,7 @@ let benchmarks: @Sendable () -> Void = {
             if i % 64 == 0 { peak = max(peak, residentBytes()) }
         }
         for _ in 0..<64 { window.wait() }
+        for _ in 0..<64 { window.signal() } // libdispatch traps if a semaphore dies below its start value
         let disk = q.statistics().diskBytes
         q.shutdown() // writes the last partial frame
         let dt = nowSeconds() - t0
@@ -128,6 +161,7 @@ let benchmarks: @Sendable () -> Void = {
         }
         for _ in 0..<4096 { window.wait() }
         let dt = nowSeconds() - t0
+        for _ in 0..<4096 { window.signal() }
         q.shutdown()
         benchmark.measurement(.custom("batches/s", polarity: .prefersLarger, useScalingFactor: false), Int(Double(n) / dt))
     }
