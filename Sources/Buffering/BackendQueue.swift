@@ -52,6 +52,7 @@ public final class BackendQueue: @unchecked Sendable {
     private var inflight: [UInt64: Entry] = [:]
     private var pending = Fifo<PendingWrite>()  // to be written (spill: disk-only; wal: everything)
     private var pendingBytes = 0
+    private var owedCompletions = 0          // spill: pending writes whose caller waits
     private var heldBytes = 0                // ram + retry + inflight + diskBuffer
     private var diskBufferBytes = 0          // read ahead from disk, not yet delivered
     /// Disk-only records have seq ≥ readFromSeq (and the ones below were delivered from memory).
@@ -180,7 +181,9 @@ public final class BackendQueue: @unchecked Sendable {
                     pending.append(PendingWrite(stored: stored, completion: owed ? completion : nil))
                     pendingBytes += size
                     if !owed { result = .success(()) }
-                    if pendingBytes >= c.frameBytes && !writeScheduled {
+                    if owed { owedCompletions += 1 }
+                    // A caller waiting on a completion must not wait for the linger timer.
+                    if (pendingBytes >= c.frameBytes || owed) && !writeScheduled {
                         writeScheduled = true
                         schedule = (true, 0)
                     }
@@ -430,7 +433,7 @@ public final class BackendQueue: @unchecked Sendable {
         // Keep going while a full frame (or, in wal, anything) is waiting.
         let again = lock.withLock { () -> Bool in
             guard !pending.isEmpty, !writeScheduled else { return false }
-            if configuration.durability == .wal || pendingBytes >= configuration.frameBytes {
+            if configuration.durability == .wal || pendingBytes >= configuration.frameBytes || owedCompletions > 0 {
                 writeScheduled = true
                 return true
             }
@@ -515,6 +518,7 @@ public final class BackendQueue: @unchecked Sendable {
                 let p = pending.popFirst()!
                 let size = p.stored.record.size
                 pendingBytes -= size
+                if p.completion != nil && c.durability == .spill { owedCompletions -= 1 }
                 if failure == nil {
                     if c.durability == .wal {
                         if !spilling && !markedDown && heldBytes + size <= high {
@@ -666,6 +670,7 @@ public final class BackendQueue: @unchecked Sendable {
                 diskBufferBytes = 0
                 if c.durability == .spill {
                     // Unwritten batches need not touch the disk at all: they join the memory tier.
+                    owedCompletions = 0
                     while let p = pending.popFirst() {
                         pendingBytes -= p.stored.record.size
                         heldBytes += p.stored.record.size
