@@ -189,6 +189,11 @@ public final class BackendQueue: @unchecked Sendable {
                     }
                 }
             case .wal:
+                if pendingBytes > 2 * c.maxUnwrittenBytes + c.frameBytes {
+                    stats.rejectedRecords += 1
+                    result = .failure(.full(retryAfter: 1))
+                    return
+                }
                 if c.whenFull == .reject && diskCapReachedLocked(adding: size) {
                     stats.rejectedRecords += 1
                     result = .failure(.full(retryAfter: retryAfterLocked()))

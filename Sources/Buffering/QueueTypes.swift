@@ -94,8 +94,9 @@ public struct QueueConfiguration: Sendable {
     public var spillLinger: Double = 1.0
     /// How often the ledger is written and acknowledged segments are deleted (default 200 ms).
     public var checkpointInterval: Double = 0.2
-    /// `spill`: past this many unwritten bytes, enqueue completions wait for the write (default 4 MiB).
-    /// Memory in use stays within `memoryBytes` + this + one frame being read back.
+    /// `spill`: past this many unwritten bytes, enqueue completions wait for the write (default 4 MiB);
+    /// past twice as many (`wal`: twice as many plus a frame), enqueue fails with `.full(retryAfter: 1)`.
+    /// Memory in use stays within `memoryBytes` + 2 × this + about two frames read back.
     public var maxUnwrittenBytes: Int = 4 << 20
 
     public init(backend: String, directory: String, durability: DurabilityMode = .spill) {
