@@ -58,11 +58,16 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Test harness for the kill -9 test of the wal-mode queue (BufferingTests).
+        .executableTarget(name: "buffering-harness", dependencies: [
+            "Buffering",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
 
         .testTarget(name: "SpansTests", dependencies: ["Spans"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Spans"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "Spans"]),
-        .testTarget(name: "BufferingTests", dependencies: ["Buffering"]),
+        .testTarget(name: "BufferingTests", dependencies: ["Buffering", "buffering-harness"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "CNghttp2"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "Transport", "Spans", "Codecs"]),
     ],

@@ -47,12 +47,14 @@ public final class BackendQueue: @unchecked Sendable {
 
     private var nextSeq: UInt64 = 0
     private var retry: [Entry] = []          // nacked, sorted by seq; delivered first
-    private var ram = Fifo<Entry>()          // memory tier, older than anything disk-only
+    private var ram = Fifo<Entry>()          // memory tier, in seq order
     private var diskBuffer = Fifo<Entry>()   // decoded from disk, awaiting delivery
     private var inflight: [UInt64: Entry] = [:]
     private var pending = Fifo<PendingWrite>()  // to be written (spill: disk-only; wal: everything)
     private var pendingBytes = 0
+    private var owedCompletions = 0          // spill: pending writes whose caller waits
     private var heldBytes = 0                // ram + retry + inflight + diskBuffer
+    private var diskBufferBytes = 0          // read ahead from disk, not yet delivered
     /// Disk-only records have seq ≥ readFromSeq (and the ones below were delivered from memory).
     private var readFromSeq: UInt64 = 0
     private var spilling = false
@@ -164,6 +166,12 @@ public final class BackendQueue: @unchecked Sendable {
                         result = .failure(.full(retryAfter: retryAfterLocked()))
                         return
                     }
+                    // Callers that do not wait for completions still cannot grow memory without bound.
+                    if pendingBytes > 2 * c.maxUnwrittenBytes {
+                        stats.rejectedRecords += 1
+                        result = .failure(.full(retryAfter: 1))
+                        return
+                    }
                     if !spilling {
                         spilling = true
                         readFromSeq = stored.seq
@@ -173,12 +181,19 @@ public final class BackendQueue: @unchecked Sendable {
                     pending.append(PendingWrite(stored: stored, completion: owed ? completion : nil))
                     pendingBytes += size
                     if !owed { result = .success(()) }
-                    if pendingBytes >= c.frameBytes && !writeScheduled {
+                    if owed { owedCompletions += 1 }
+                    // A caller waiting on a completion must not wait for the linger timer.
+                    if (pendingBytes >= c.frameBytes || owed) && !writeScheduled {
                         writeScheduled = true
                         schedule = (true, 0)
                     }
                 }
             case .wal:
+                if pendingBytes > 2 * c.maxUnwrittenBytes + c.frameBytes {
+                    stats.rejectedRecords += 1
+                    result = .failure(.full(retryAfter: 1))
+                    return
+                }
                 if c.whenFull == .reject && diskCapReachedLocked(adding: size) {
                     stats.rejectedRecords += 1
                     result = .failure(.full(retryAfter: retryAfterLocked()))
@@ -286,8 +301,8 @@ public final class BackendQueue: @unchecked Sendable {
                 for f in seg.frames where f.lastSeq >= readFromSeq { unread += f.records }
             }
             let memoryCount = retry.count + ram.count + diskBuffer.count + inflight.count
-            s.records = memoryCount + (configuration.durability == .wal ? 0 : pending.count) + (spilling || configuration.durability != .wal ? unread : 0)
-            if configuration.durability == .wal { s.records += pending.count }
+            // Disk-only records exist only while spilling; otherwise what is on disk is also in memory.
+            s.records = memoryCount + pending.count + (spilling ? unread : 0)
             var oldest = UInt64.max
             if let r = retry.first { oldest = min(oldest, r.stored.timeMillis) }
             if let r = ram.first { oldest = min(oldest, r.stored.timeMillis) }
@@ -326,6 +341,9 @@ public final class BackendQueue: @unchecked Sendable {
         }
     }
 
+    /// Test hook: the lowest pending seq (what the ledger would store now).
+    func lowestPendingForTesting() -> UInt64 { lock.withLock { lowestPendingLocked() } }
+
     /// Test hook: stop as a crash would (no flush, nothing written).
     func simulateCrash() {
         io.sync {
@@ -348,9 +366,11 @@ public final class BackendQueue: @unchecked Sendable {
         var bytes = 0
         while bytes < maxBytes || out.isEmpty {
             let e: Entry
+            // Memory and read-back records are each in seq order; take the older head. (In
+            // `memory` mode, batches enqueued while a restart's backlog replays are newer than it.)
             if !retry.isEmpty { e = retry.removeFirst() }
-            else if let x = ram.popFirst() { e = x }
-            else if let x = diskBuffer.popFirst() { e = x }
+            else if let r = ram.first, diskBuffer.first.map({ r.stored.seq < $0.stored.seq }) ?? true { e = ram.popFirst()! }
+            else if let x = diskBuffer.popFirst() { e = x; diskBufferBytes -= x.size }
             else { break }
             inflight[e.stored.seq] = e
             bytes += e.size
@@ -368,7 +388,8 @@ public final class BackendQueue: @unchecked Sendable {
     }
 
     private func wantReadLocked() -> Bool {
-        guard spilling, !closed, diskBuffer.isEmpty, !readScheduled else { return false }
+        // Read ahead up to about two frames, so decoding overlaps with delivery.
+        guard spilling, !closed, diskBufferBytes < configuration.frameBytes, !readScheduled else { return false }
         readScheduled = true
         return true
     }
@@ -417,7 +438,7 @@ public final class BackendQueue: @unchecked Sendable {
         // Keep going while a full frame (or, in wal, anything) is waiting.
         let again = lock.withLock { () -> Bool in
             guard !pending.isEmpty, !writeScheduled else { return false }
-            if configuration.durability == .wal || pendingBytes >= configuration.frameBytes {
+            if configuration.durability == .wal || pendingBytes >= configuration.frameBytes || owedCompletions > 0 {
                 writeScheduled = true
                 return true
             }
@@ -441,10 +462,13 @@ public final class BackendQueue: @unchecked Sendable {
         let batch: [StoredRecord] = lock.withLock {
             var out: [StoredRecord] = []
             var bytes = 0
-            for p in pending.elements {
+            var i = 0
+            while i < pending.count {
+                let p = pending[i]
                 if !out.isEmpty && bytes + p.stored.record.size > c.frameBytes { break }
                 out.append(p.stored)
                 bytes += p.stored.record.size
+                i += 1
             }
             roll = rollBeforeNextWrite
             rollBeforeNextWrite = false
@@ -499,6 +523,7 @@ public final class BackendQueue: @unchecked Sendable {
                 let p = pending.popFirst()!
                 let size = p.stored.record.size
                 pendingBytes -= size
+                if p.completion != nil && c.durability == .spill { owedCompletions -= 1 }
                 if failure == nil {
                     if c.durability == .wal {
                         if !spilling && !markedDown && heldBytes + size <= high {
@@ -635,10 +660,22 @@ public final class BackendQueue: @unchecked Sendable {
             var completions: [@Sendable (Result<Void, QueueError>) -> Void] = []
             lock.withLock {
                 readScheduled = false
-                guard spilling, diskBuffer.isEmpty else { return }
+                guard spilling else { return }
                 if markedDown && !closed { return }
+                // Read-ahead records are older than anything unwritten: they go first.
+                if !diskBuffer.isEmpty {
+                    var merged = Fifo<Entry>()
+                    while true {
+                        if let r = ram.first, diskBuffer.first.map({ r.stored.seq < $0.stored.seq }) ?? true { merged.append(ram.popFirst()!) }
+                        else if let d = diskBuffer.popFirst() { merged.append(d) }
+                        else { break }
+                    }
+                    ram = merged
+                }
+                diskBufferBytes = 0
                 if c.durability == .spill {
                     // Unwritten batches need not touch the disk at all: they join the memory tier.
+                    owedCompletions = 0
                     while let p = pending.popFirst() {
                         pendingBytes -= p.stored.record.size
                         heldBytes += p.stored.record.size
@@ -675,6 +712,7 @@ public final class BackendQueue: @unchecked Sendable {
                 for r in records where r.seq >= readFromSeq {
                     diskBuffer.append(Entry(stored: r, onDisk: true))
                     heldBytes += r.record.size
+                    diskBufferBytes += r.record.size
                 }
             case .failure:
                 stats.corruptFrames += 1
@@ -682,8 +720,7 @@ public final class BackendQueue: @unchecked Sendable {
             }
             readFromSeq = max(readFromSeq, frame.lastSeq + 1)
             wake = serveWaiterLocked()
-            if case .failure = result { again = wantReadLocked() }
-            if wake != nil, waiter == nil, diskBuffer.isEmpty { again = wantReadLocked() }
+            again = wantReadLocked()
         }
         if case .failure(let e) = result {
             logger.error("spill frame unreadable, skipped", metadata: [

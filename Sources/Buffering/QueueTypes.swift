@@ -94,8 +94,9 @@ public struct QueueConfiguration: Sendable {
     public var spillLinger: Double = 1.0
     /// How often the ledger is written and acknowledged segments are deleted (default 200 ms).
     public var checkpointInterval: Double = 0.2
-    /// `spill`: past this many unwritten bytes, enqueue completions wait for the write (default 4 MiB).
-    /// Memory in use stays within `memoryBytes` + this + one frame being read back.
+    /// `spill`: past this many unwritten bytes, enqueue completions wait for the write (default 4 MiB);
+    /// past twice as many (`wal`: twice as many plus a frame), enqueue fails with `.full(retryAfter: 1)`.
+    /// Memory in use stays within `memoryBytes` + 2 × this + about two frames read back.
     public var maxUnwrittenBytes: Int = 4 << 20
 
     public init(backend: String, directory: String, durability: DurabilityMode = .spill) {
@@ -160,9 +161,10 @@ public struct QueueStats: Sendable, Equatable {
     public var oldestAgeSeconds: Double = 0
 }
 
-/// A FIFO over an array with a moving head (amortised O(1), no dependency).
+/// A FIFO over an array with a moving head (amortised O(1), no dependency). Popped slots are
+/// cleared at once so their bytes and closures are released when taken, not at compaction.
 struct Fifo<T> {
-    private var items: [T] = []
+    private var items: [T?] = []
     private var head = 0
 
     var isEmpty: Bool { head == items.count }
@@ -170,13 +172,17 @@ struct Fifo<T> {
     var first: T? { isEmpty ? nil : items[head] }
 
     mutating func append(_ x: T) { items.append(x) }
-    mutating func append(contentsOf xs: some Sequence<T>) { items.append(contentsOf: xs) }
+    mutating func append(contentsOf xs: some Sequence<T>) { for x in xs { items.append(x) } }
 
     mutating func popFirst() -> T? {
         guard head < items.count else { return nil }
         let x = items[head]
+        items[head] = nil
         head += 1
-        if head > 1024 && head * 2 > items.count {
+        if head == items.count {
+            items.removeAll(keepingCapacity: items.count < 4096)
+            head = 0
+        } else if head > 1024 && head * 2 > items.count {
             items.removeFirst(head)
             head = 0
         }
@@ -184,6 +190,6 @@ struct Fifo<T> {
     }
 
     mutating func removeAll() { items.removeAll(); head = 0 }
-    var elements: ArraySlice<T> { items[head...] }
-    subscript(i: Int) -> T { items[head + i] }
+    var elements: [T] { items[head...].map { $0! } }
+    subscript(i: Int) -> T { items[head + i]! }
 }

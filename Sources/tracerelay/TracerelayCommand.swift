@@ -10,7 +10,7 @@ struct TracerelayCommand: ParsableCommand {
         Start with `tracerelay serve` (embedded default config) or `tracerelay serve --config FILE`.
         """,
         version: tracerelayVersion,
-        subcommands: [ServeCommand.self, CheckCommand.self, ExplainCommand.self],
+        subcommands: [ServeCommand.self, CheckCommand.self, ExplainCommand.self, SpillCommand.self],
         defaultSubcommand: nil)
 }
 

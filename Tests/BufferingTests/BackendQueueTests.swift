@@ -175,6 +175,55 @@ import Testing
         q.shutdown()
     }
 
+    @Test func sharedDiskBudgetCapsBothBackends() throws {
+        let dir = makeTempDirectory("q")
+        defer { removeTree(dir) }
+        let budget = DiskBudget(limit: 24 << 10)
+        var a = config(dir), b = config(dir)
+        a.backend = "a"
+        b.backend = "b"
+        a.totalDiskBudget = budget
+        b.totalDiskBudget = budget
+        let qa = try BackendQueue(configuration: a, logger: testLogger())
+        let qb = try BackendQueue(configuration: b, logger: testLogger())
+        qa.markDown()
+        qb.markDown()
+        var rng = SystemRandomNumberGenerator()
+        var rejected = 0
+        for i in 0..<300 {
+            for q in [qa, qb] {
+                var r = record(i)
+                r.bytes += (0..<200).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                if case .full? = enqueueSync(q, r) { rejected += 1 }
+            }
+        }
+        #expect(rejected > 0)
+        #expect(qa.statistics().rejectedRecords > 0 && qb.statistics().rejectedRecords > 0)
+        #expect(budget.usedBytes <= (24 << 10) + 2 * (16 << 10))
+        #expect(budget.usedBytes == qa.statistics().diskBytes + qb.statistics().diskBytes)
+        qa.shutdown()
+        qb.shutdown()
+    }
+
+    @Test func maxAgeDropsOldSegmentsAndCounts() throws {
+        let dir = makeTempDirectory("q")
+        defer { removeTree(dir) }
+        var c = config(dir)
+        c.maxAgeSeconds = 0.1
+        let q = try BackendQueue(configuration: c, logger: testLogger())
+        q.markDown()
+        var spans = 0
+        for i in 0..<500 {
+            spans += record(i, size: 100).spanCount
+            enqueueSync(q, record(i, size: 100))
+        }
+        #expect(eventually { q.statistics().droppedSpans[.maxAge, default: 0] > 0 && q.statistics().segments == 0 })
+        q.markUp()
+        let got = drain(q, count: 500, timeout: 1)
+        #expect(got.reduce(0) { $0 + $1.record.spanCount } + q.statistics().droppedSpans[.maxAge, default: 0] == spans)
+        q.shutdown()
+    }
+
     @Test func asyncNextIsCalledWhenRecordsArrive() throws {
         let dir = makeTempDirectory("q")
         defer { removeTree(dir) }
