@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 target=${1:?target name, e.g. FuzzZipkinJSONV2}
 seconds=${2:-60}
-swift build -c release --product "$target" -Xswiftc -sanitize=fuzzer,address -Xswiftc -g >/dev/null
+swift build -c release --product "$target" -Xswiftc -sanitize=fuzzer,address -Xswiftc -g 2>&1 | grep -E "error|Compiling|Build" || true
 bin=$(swift build -c release --show-bin-path)/$target
 corpus=$(mktemp -d)
 case "$target" in
