@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "Spans"]),
         .testTarget(name: "BufferingTests", dependencies: ["Buffering", "buffering-harness"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "CNghttp2"]),
-        .testTarget(name: "RelayTests", dependencies: ["Relay", "Transport", "Spans", "Codecs"]),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "Transport", "Spans", "Codecs", "Routing"]),
     ],
     swiftLanguageModes: [.v6]
 )

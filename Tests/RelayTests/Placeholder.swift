@@ -1,4 +1,0 @@
-import Testing
-@testable import Relay
-
-@Suite struct RelayPlaceholder { @Test func builds() {} }
