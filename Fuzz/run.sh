@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Builds one libFuzzer target with ASan and runs it for a bounded time.
-#   Fuzz/run.sh FuzzZipkinJSONV2 60
-# Seeds come from the codec fixtures; crashes land in Fuzz/Regressions/<target>/.
+# Builds the libFuzzer harness with ASan and fuzzes one parser for a bounded time.
+#   Fuzz/run.sh zipkin-v2-json 60
+# Parsers: zipkin-v2-json zipkin-proto3 zipkin-v1-json datadog-v03-json datadog-v04 datadog-v05 content-decoding
+# Seeds come from the codec fixtures; crashes land in Fuzz/Regressions/<parser>/.
 set -euo pipefail
 cd "$(dirname "$0")"
-target=${1:?target name, e.g. FuzzZipkinJSONV2}
+target=${1:?parser name, e.g. zipkin-v2-json}
 seconds=${2:-60}
-swift build -c release --product "$target" -Xswiftc -sanitize=fuzzer,address -Xswiftc -g 2>&1 | grep -E "error|Compiling|Build" || true
-bin=$(swift build -c release --show-bin-path)/$target
+swift build -c release --product FuzzParsers -Xswiftc -sanitize=fuzzer,address -Xswiftc -g
+bin=$(swift build -c release --show-bin-path)/FuzzParsers
 corpus=$(mktemp -d)
 case "$target" in
-  *Zipkin*) cp ../Tests/CodecsTests/Fixtures/zipkin/* "$corpus"/ 2>/dev/null || true ;;
-  *Datadog*) cp ../Tests/CodecsTests/Fixtures/datadog/* "$corpus"/ 2>/dev/null || true ;;
+  zipkin*) find ../Tests/CodecsTests/Fixtures/zipkin -maxdepth 1 -type f ! -name '*.expected.json' -exec cp {} "$corpus"/ \; ;;
+  datadog*) find ../Tests/CodecsTests/Fixtures/datadog -maxdepth 1 -type f ! -name '*.expected.json' -exec cp {} "$corpus"/ \; ;;
 esac
 mkdir -p "Regressions/$target"
-"$bin" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -artifact_prefix="Regressions/$target/" "$corpus"
+FUZZ_TARGET="$target" "$bin" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
+  -artifact_prefix="Regressions/$target/" "$corpus"

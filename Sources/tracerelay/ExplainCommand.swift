@@ -1,4 +1,5 @@
 import ArgumentParser
+import Transport
 import Routing
 import Spans
 
@@ -78,41 +79,23 @@ func explanationText(_ e: Explanation) -> String {
 }
 
 func explanationJSON(_ e: Explanation) -> String {
-    func str(_ s: String?) -> String { s.map(jsonString) ?? "null" }
-    func obj(_ pairs: [TagPair]) -> String { "{" + pairs.map { jsonString($0.key) + ":" + jsonString($0.value) }.joined(separator: ",") + "}" }
+    func str(_ s: String?) -> String { s.map(jsonQuoted) ?? "null" }
+    func obj(_ pairs: [TagPair]) -> String { "{" + pairs.map { jsonQuoted($0.key) + ":" + jsonQuoted($0.value) }.joined(separator: ",") + "}" }
     var f: [String] = []
     f.append("\"backend\":" + str(e.backend))
-    f.append("\"matched\":" + (e.matched.map { "{\"type\":\(jsonString($0.type)),\"name\":\(jsonString($0.name))}" } ?? "null"))
+    f.append("\"matched\":" + (e.matched.map { "{\"type\":\(jsonQuoted($0.type)),\"name\":\(jsonQuoted($0.name))}" } ?? "null"))
     f.append("\"region\":" + str(e.region))
     f.append("\"refused\":" + str(e.refused))
     f.append("\"sampled\":" + (e.sampled ? "true" : "false"))
     f.append("\"selectedBackend\":" + str(e.selectedBackend))
     f.append("\"backendRegion\":" + str(e.backendRegion))
     f.append("\"fallback\":" + (e.decision.usedFallback ? "true" : "false"))
-    f.append("\"samplingReason\":" + jsonString(e.samplingReason))
+    f.append("\"samplingReason\":" + jsonQuoted(e.samplingReason))
     f.append("\"addedTags\":" + obj(e.addedTags))
     f.append("\"tags\":" + obj(e.resolvedTags))
     f.append("\"candidates\":[" + e.candidates.map {
-        "{\"type\":\(jsonString($0.resource.type)),\"name\":\(jsonString($0.resource.name)),\"matched\":\($0.matched),\"detail\":\(jsonString($0.detail))}"
+        "{\"type\":\(jsonQuoted($0.resource.type)),\"name\":\(jsonQuoted($0.resource.name)),\"matched\":\($0.matched),\"detail\":\(jsonQuoted($0.detail))}"
     }.joined(separator: ",") + "]")
-    f.append("\"reasons\":[" + e.notes.map(jsonString).joined(separator: ",") + "]")
+    f.append("\"reasons\":[" + e.notes.map(jsonQuoted).joined(separator: ",") + "]")
     return "{" + f.joined(separator: ",") + "}"
-}
-
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where u.value < 0x20:
-            let h = String(u.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    return out + "\""
 }
