@@ -1,31 +1,18 @@
-# tracerelay — the two commands a newcomer needs: `make run` and `make test`.
-SWIFT ?= swift
-CONFIG ?=
+# Shortcuts for the scripts the README names (scripts/run.sh, scripts/test.sh).
 LISTEN ?= 127.0.0.1:9411
+CONFIG ?=
 
-.PHONY: deps build release run test test-swift test-e2e bench clean
+.PHONY: run test test-e2e clean
 
-deps:
-	./scripts/install-deps.sh
+run:
+	LISTEN=$(LISTEN) ./scripts/run.sh $(if $(CONFIG),--listen $(LISTEN) --config $(CONFIG))
 
-build: deps
-	$(SWIFT) build
+test:
+	./scripts/test.sh
 
-release: deps
-	$(SWIFT) build -c release
-
-# Starts the relay on $(LISTEN) with the embedded default config (no external backend needed).
-run: release
-	.build/release/tracerelay serve --listen $(LISTEN) $(if $(CONFIG),--config $(CONFIG))
-
-# Every test: Swift unit and socket tests, then the real-client end-to-end tests.
-test: deps
-	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
-	$(MAKE) test-e2e
-
+# Only the end-to-end suite, against the debug build.
 test-e2e:
-	$(SWIFT) build
+	swift build --product tracerelay
 	TRACERELAY_BIN=$(CURDIR)/.build/debug/tracerelay .venv/bin/python -m pytest -q Tests/e2e
 
 clean:

@@ -6,7 +6,6 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   pkg-config libnghttp2-dev libzstd-dev zlib1g-dev   # C libraries the relay links
-  libsimdjson-dev                                    # JSON scanning
   nghttp2-client curl zstd                           # real clients used by the tests (nghttp, h2load)
   python3-venv                                       # venv for the Python client tests
 )

@@ -38,7 +38,7 @@ public final class RelayService: Sendable {
         let terminal = consumer ?? capture
         let routingStats = RoutingStats()
         self.routingStats = routingStats
-        let pipeline: any SpanConsumer = settings.routing.map { RoutingConsumer(table: $0, next: terminal, stats: routingStats) } ?? terminal
+        let pipeline: any SpanConsumer = settings.routing.map { RoutingConsumer(table: $0, next: terminal, stats: routingStats, logger: logger) } ?? terminal
         IngestEndpoints(configuration: settings.ingest, consumer: pipeline, stats: ingestStats).register(into: &router)
         AdminEndpoints(readiness: readiness, ingestStats: ingestStats, routingStats: routingStats,
                        capture: settings.debugCapture > 0 ? capture : nil).register(into: &router)

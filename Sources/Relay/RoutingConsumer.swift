@@ -1,3 +1,4 @@
+import Logging
 import Routing
 import Spans
 import Synchronization
@@ -37,16 +38,34 @@ public final class RoutingConsumer: SpanConsumer {
     /// rarely wait on each other.
     private let routers: [RouterSlot]
 
-    public init(table: RoutingTable, next: any SpanConsumer, stats: RoutingStats = RoutingStats(), routers count: Int = 4) {
+    private let logger: Logger
+    /// Backends of type `log`: each routed batch gets one summary line.
+    private let logBackends: [Int]
+
+    public init(table: RoutingTable, next: any SpanConsumer, stats: RoutingStats = RoutingStats(), routers count: Int = 4,
+                logger: Logger = Logger(label: "tracerelay.routing")) {
         self.table = table
         self.next = next
         self.stats = stats
+        self.logger = logger
+        self.logBackends = table.backends.indices.filter { table.backends[$0].kind == .log }
         self.routers = (0..<max(1, count)).map { _ in RouterSlot(table) }
     }
 
     public func consume(_ batch: SpanBatch, completion: @escaping @Sendable (Result<Void, ConsumeError>) -> Void) {
         let routes = route(batch)
         stats.record(routes, backends: table.backends)
+        for b in logBackends where !routes.perBackend[b].isEmpty {
+            let first = batch.spans[Int(routes.perBackend[b][0].span)]
+            logger.info("batch", metadata: [
+                "backend": "\(table.backends[b].name)", "spans": "\(routes.perBackend[b].count)",
+                "format": "\(batch.metadata.format.rawValue)", "first.trace_id": "\(first.traceID)",
+                "first.service": "\(batch.string(first.localEndpoint.serviceName))",
+            ])
+        }
+        if !routes.refused.isEmpty {
+            logger.debug("spans refused", metadata: ["refused": "\(routes.refused.map { "\($0.reason.rawValue)/\($0.region)/\($0.backend)=\($0.count)" })"])
+        }
         next.consume(batch, completion: completion)
     }
 
