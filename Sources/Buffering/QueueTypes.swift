@@ -114,7 +114,11 @@ public struct QueueConfiguration: Sendable {
     public var checkpointInterval: Double = 0.2
     /// `spill`: past this many unwritten bytes, enqueue completions wait for the write (default 4 MiB);
     /// past twice as many (`wal`: twice as many plus a frame), enqueue fails with `.full(retryAfter: 1)`.
-    /// Memory in use stays within `memoryBytes` + 2 × this + about two frames read back.
+    /// Memory in use stays within `memoryBytes` + 2 × this + about two frames read back, plus, for
+    /// records read back that the exporter still holds unacknowledged, the rest of their frame
+    /// (records share their frame's buffer; a nacked record is copied out, so only records in
+    /// flight pin a frame: at most one frame per in-flight record, usually far less as they are
+    /// taken in order).
     public var maxUnwrittenBytes: Int = 4 << 20
 
     public init(backend: String, directory: String, durability: DurabilityMode = .spill) {
