@@ -27,7 +27,7 @@ import Logging
 //   --filter "spill replay.*|zstd level 1 decompress.*":
 //                                     before (main)   after          same session
 //   zstd -1 decompress, 1 MiB frames  1724 (2207)     2459 (2524)
-//   spill replay (no ack)              880 (928)      1120 (1153)    → 0.46× → 0.46× decompress
+//   spill replay (no ack)              880 (928)      1120 (1153)    → 0.51× → 0.46× of decompress (the before run was under load)
 //   spill replay, acknowledged           —            2105 (2140)    → 0.86× decompress
 //   Old and new binaries run alternately, 3 rounds each (quieter machine), p50 ranges:
 //     decompress 2313–2535 | no ack: old 834–923, new 1016–1130 | acked: old 1725–1870, new 1915–2103
