@@ -30,6 +30,8 @@ public final class BackendQueue: @unchecked Sendable {
         var stored: StoredRecord
         var attempts = 0
         var onDisk: Bool
+        /// Read back from disk: the record's bytes are a slice of its frame's buffer.
+        var sharesFrame = false
         var size: Int { stored.record.size }
     }
 
@@ -266,6 +268,11 @@ public final class BackendQueue: @unchecked Sendable {
         lock.withLock {
             guard var e = inflight.removeValue(forKey: delivery.seq) else { return }
             e.attempts += 1
+            // A record waiting for a retry may wait long: it must not keep its whole frame alive.
+            if e.sharesFrame {
+                e.stored.record = e.stored.record.compacted()
+                e.sharesFrame = false
+            }
             var i = retry.count
             while i > 0 && retry[i - 1].stored.seq > e.stored.seq { i -= 1 }
             retry.insert(e, at: i)
@@ -710,7 +717,7 @@ public final class BackendQueue: @unchecked Sendable {
             switch result {
             case .success(let records):
                 for r in records where r.seq >= readFromSeq {
-                    diskBuffer.append(Entry(stored: r, onDisk: true))
+                    diskBuffer.append(Entry(stored: r, onDisk: true, sharesFrame: true))
                     heldBytes += r.record.size
                     diskBufferBytes += r.record.size
                 }

@@ -2,12 +2,22 @@ import Glibc
 
 /// One encoded batch as the queue stores it: opaque bytes, how many spans they hold, and small
 /// caller-defined metadata (e.g. the encoding; at most 65535 bytes).
+///
+/// `bytes` and `metadata` are slices: records read back from a spill frame share that frame's
+/// decompressed buffer (one allocation per frame, not per record), so their indices need not
+/// start at 0 — use `startIndex`, `withUnsafeBytes`, or `Array(bytes)`. A slice keeps its whole
+/// frame buffer alive; the queue copies out a record it keeps for a retry (`nack`) so a straggler
+/// does not pin a frame.
 public struct Record: Sendable, Equatable {
-    public var bytes: [UInt8]
+    public var bytes: ArraySlice<UInt8>
     public var spanCount: Int
-    public var metadata: [UInt8]
+    public var metadata: ArraySlice<UInt8>
 
     public init(bytes: [UInt8], spanCount: Int, metadata: [UInt8] = []) {
+        self.init(bytes: bytes[...], spanCount: spanCount, metadata: metadata[...])
+    }
+
+    public init(bytes: ArraySlice<UInt8>, spanCount: Int, metadata: ArraySlice<UInt8> = []) {
         precondition(metadata.count <= Int(UInt16.max), "record metadata is limited to 65535 bytes")
         self.bytes = bytes
         self.spanCount = spanCount
@@ -15,6 +25,14 @@ public struct Record: Sendable, Equatable {
     }
 
     var size: Int { bytes.count + metadata.count }
+
+    /// This record with storage of its own (no shared frame buffer kept alive).
+    func compacted() -> Record {
+        var r = self
+        r.bytes = ArraySlice(Array(bytes))
+        r.metadata = metadata.isEmpty ? [] : ArraySlice(Array(metadata))
+        return r
+    }
 }
 
 /// A record handed to the exporter. Give it back with `ack` (done: sent, or dropped permanently)
@@ -96,7 +114,11 @@ public struct QueueConfiguration: Sendable {
     public var checkpointInterval: Double = 0.2
     /// `spill`: past this many unwritten bytes, enqueue completions wait for the write (default 4 MiB);
     /// past twice as many (`wal`: twice as many plus a frame), enqueue fails with `.full(retryAfter: 1)`.
-    /// Memory in use stays within `memoryBytes` + 2 × this + about two frames read back.
+    /// Memory in use stays within `memoryBytes` + 2 × this + about two frames read back, plus, for
+    /// records read back that the exporter still holds unacknowledged, the rest of their frame
+    /// (records share their frame's buffer; a nacked record is copied out, so only records in
+    /// flight pin a frame: at most one frame per in-flight record, usually far less as they are
+    /// taken in order).
     public var maxUnwrittenBytes: Int = 4 << 20
 
     public init(backend: String, directory: String, durability: DurabilityMode = .spill) {

@@ -280,28 +280,61 @@ final class FrameDecoder {
         guard got == clen else { throw .truncated }
         let crc = compressed.withUnsafeBytes { crc32c(UnsafeRawBufferPointer(rebasing: $0[0..<clen])) }
         guard crc == header.payloadCRC else { throw .checksum }
-        if raw.count < rlen { raw = [UInt8](repeating: 0, count: rlen) }
+        // Verification decompresses into a reused buffer; decoding gives each frame a fresh buffer
+        // that its records then share (one allocation per frame, no per-record copy).
+        if verifyOnly {
+            if raw.count < rlen { raw = [UInt8](repeating: 0, count: rlen) }
+            do {
+                try compressed.withUnsafeBytes { c in
+                    try raw.withUnsafeMutableBytes { r in
+                        try decompressor.decompress(UnsafeRawBufferPointer(rebasing: c[0..<clen]), into: UnsafeMutableRawBufferPointer(rebasing: r[0..<rlen]))
+                    }
+                }
+            } catch let e as ZstdError { throw .decompress(e.message) } catch { throw .decompress("\(error)") }
+            do {
+                try raw.withUnsafeBytes { r in
+                    try Self.forEachRecord(UnsafeRawBufferPointer(rebasing: r[0..<rlen]), header: header) { _, _, _, _, _ in }
+                }
+            } catch let e as FrameReadError { throw e } catch { throw .malformedRecords("\(error)") }
+            return (header, [])
+        }
+        let frame: [UInt8]
         do {
-            try compressed.withUnsafeBytes { c in
-                try raw.withUnsafeMutableBytes { r in
-                    try decompressor.decompress(UnsafeRawBufferPointer(rebasing: c[0..<clen]), into: UnsafeMutableRawBufferPointer(rebasing: r[0..<rlen]))
+            frame = try compressed.withUnsafeBytes { c in
+                // Uninitialized: zstd writes every byte (it fails unless it produces exactly rlen).
+                try [UInt8](unsafeUninitializedCapacity: rlen) { r, initialized in
+                    try decompressor.decompress(UnsafeRawBufferPointer(rebasing: c[0..<clen]), into: UnsafeMutableRawBufferPointer(r))
+                    initialized = rlen
                 }
             }
         } catch let e as ZstdError { throw .decompress(e.message) } catch { throw .decompress("\(error)") }
-        let records: [StoredRecord]
-        do {
-            records = try raw.withUnsafeBytes { r in
-                try Self.parseRecords(UnsafeRawBufferPointer(rebasing: r[0..<rlen]), header: header)
-            }
-        } catch let e as FrameReadError { throw e } catch { throw .malformedRecords("\(error)") }
-        return (header, verifyOnly ? [] : records)
+        return (header, try Self.parseRecords(frame, header: header))
     }
 
-    /// Parses the records of a decompressed frame, checking them against its header.
-    static func parseRecords(_ b: UnsafeRawBufferPointer, header: FrameHeader) throws(FrameReadError) -> [StoredRecord] {
+    /// Parses the records of a decompressed frame, checking them against its header. The records'
+    /// bytes and metadata are slices of `frame` (no copy).
+    static func parseRecords(_ frame: [UInt8], header: FrameHeader) throws(FrameReadError) -> [StoredRecord] {
         var out: [StoredRecord] = []
         out.reserveCapacity(Int(min(header.recordCount, 1 << 16)))
+        do {
+            try frame.withUnsafeBytes { b in
+                try forEachRecord(b, header: header) { seq, time, spans, meta, payload in
+                    out.append(StoredRecord(seq: seq, timeMillis: time,
+                                            record: Record(bytes: frame[payload], spanCount: Int(spans), metadata: meta.isEmpty ? [] : frame[meta])))
+                }
+            }
+        } catch let e as FrameReadError { throw e } catch { throw .malformedRecords("\(error)") }
+        return out
+    }
+
+    /// Walks the records of a decompressed frame, checking their framing, order and count against
+    /// the frame header; `body` gets each record's seq, time, span count and the byte ranges of its
+    /// metadata and payload within `b`.
+    static func forEachRecord(_ b: UnsafeRawBufferPointer, header: FrameHeader,
+                              _ body: (UInt64, UInt64, UInt32, Range<Int>, Range<Int>) -> Void) throws(FrameReadError) {
         var o = 0
+        var count = 0
+        var first: UInt64? = nil
         var previous: UInt64? = nil
         while o < b.count {
             guard b.count - o >= SpillFormat.recordHeaderSize else { throw .malformedRecords("record header truncated at byte \(o)") }
@@ -310,15 +343,14 @@ final class FrameDecoder {
             o += SpillFormat.recordHeaderSize
             guard b.count - o >= m + p else { throw .malformedRecords("record \(seq) longer than the frame") }
             if let previous, seq <= previous { throw .malformedRecords("seq \(seq) not increasing") }
+            if first == nil { first = seq }
             previous = seq
-            let meta = Array(UnsafeRawBufferPointer(rebasing: b[o..<(o + m)]))
-            let bytes = Array(UnsafeRawBufferPointer(rebasing: b[(o + m)..<(o + m + p)]))
+            body(seq, time, spans, o..<(o + m), (o + m)..<(o + m + p))
             o += m + p
-            out.append(StoredRecord(seq: seq, timeMillis: time, record: Record(bytes: bytes, spanCount: Int(spans), metadata: meta)))
+            count += 1
         }
-        guard out.count == Int(header.recordCount), out.first?.seq == header.firstSeq, out.last?.seq == header.lastSeq else {
-            throw .malformedRecords("frame header says \(header.recordCount) records \(header.firstSeq)...\(header.lastSeq), found \(out.count)")
+        guard count == Int(header.recordCount), first == header.firstSeq, previous == header.lastSeq else {
+            throw .malformedRecords("frame header says \(header.recordCount) records \(header.firstSeq)...\(header.lastSeq), found \(count)")
         }
-        return out
     }
 }

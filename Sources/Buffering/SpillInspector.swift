@@ -101,8 +101,8 @@ public enum SpillInspector {
             forEachFrame(path, fileSystem: fileSystem, decoder: decoder, problems: &problems, decodeRecords: true) { _, records in
                 for r in records {
                     var line = "{\"segment\":\(jsonString(path)),\"seq\":\(r.seq),\"time\":\(r.timeMillis),\"spans\":\(r.record.spanCount)"
-                    line += ",\"metadata\":" + jsonValue(r.record.metadata, key: "metadata")
-                    line += "," + jsonField(r.record.bytes, key: "payload") + "}"
+                    line += ",\"metadata\":" + jsonValue(Array(r.record.metadata), key: "metadata")
+                    line += "," + jsonField(Array(r.record.bytes), key: "payload") + "}"
                     emit(line)
                 }
             }

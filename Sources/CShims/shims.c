@@ -25,7 +25,23 @@ static void crc_init(void) {
     __atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
 }
 
+#if defined(__x86_64__)
+/* SSE4.2 has a CRC32C instruction: ~4x the table version (spill replay checks every frame). */
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_sse42(uint32_t c, const unsigned char *p, unsigned long len) {
+    while (len && ((uintptr_t)p & 7)) { c = __builtin_ia32_crc32qi(c, *p++); len--; }
+    uint64_t c64 = c;
+    while (len >= 8) { uint64_t w; memcpy(&w, p, 8); c64 = __builtin_ia32_crc32di(c64, w); p += 8; len -= 8; }
+    c = (uint32_t)c64;
+    while (len--) c = __builtin_ia32_crc32qi(c, *p++);
+    return c;
+}
+#endif
+
 unsigned int tr_crc32c(unsigned int crc, const void *data, unsigned long len) {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.2")) return ~crc32c_sse42(~crc, (const unsigned char *)data, len);
+#endif
     if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE)) crc_init();
     const unsigned char *p = (const unsigned char *)data;
     uint32_t c = ~crc;

@@ -56,6 +56,34 @@ import Testing
         q.shutdown()
     }
 
+    /// A record read back from disk and nacked comes back equal, with storage of its own (it must
+    /// not pin its frame buffer while it waits), before anything newer.
+    @Test func nackedDiskRecordComesBackCompacted() throws {
+        let dir = makeTempDirectory("q")
+        defer { removeTree(dir) }
+        let q = try BackendQueue(configuration: config(dir), logger: testLogger())
+        q.markDown()
+        for i in 0..<100 { #expect(enqueueSync(q, record(i, size: 150)) == nil) }
+        #expect(eventually { q.statistics().diskBytes > 0 })
+        q.markUp()
+        var got: [Delivery] = []
+        let deadline = now() + 10
+        while got.count < 10 && now() < deadline {
+            let d = q.next(maxBytes: 1)
+            if d.isEmpty { usleep(500) } else { got += d }
+        }
+        #expect(got.map { number(of: $0.record)! } == Array(0..<10))
+        #expect(got[3].record.bytes.startIndex > 0, "read back from a frame: a slice of its buffer")
+        q.nack(got[3])
+        for (i, d) in got.enumerated() where i != 3 { q.ack(d) }
+        let again = drain(q, count: 91)
+        #expect(again.map { number(of: $0.record)! } == [3] + Array(10..<100))
+        #expect(again.first?.attempt == 1)
+        #expect(again.first?.record == record(3, size: 150))
+        #expect(again.first?.record.bytes.startIndex == 0 && again.first?.record.metadata.startIndex == 0)
+        q.shutdown()
+    }
+
     @Test func markDownSendsToDiskAndMarkUpReplays() throws {
         let dir = makeTempDirectory("q")
         defer { removeTree(dir) }

@@ -50,6 +50,34 @@ import Testing
         #expect(all[7].timeMillis == 1_700_000_000_007)
     }
 
+    /// Decoded records are slices of one buffer per frame (no per-record copy), with their own
+    /// bytes and metadata at non-zero offsets; `compacted()` gives an equal, self-owned copy.
+    @Test func decodedRecordsShareTheFrameBuffer() throws {
+        let dir = makeTempDirectory("share")
+        defer { removeTree(dir) }
+        let path = dir + "/00000000000000000000.seg"
+        writeFile(path, try segmentBytes(frames: 1, perFrame: 5))
+        let file = try PosixFileSystem().open(path, create: false)
+        defer { file.close() }
+        let scan = try scanSegment(file)
+        let records = try FrameDecoder().read(file, at: scan.frames[0].offset).1.map(\.record)
+        #expect(records == stored(0..<5).map(\.record))
+        // Record i starts after i earlier records: header (26) + metadata + payload each.
+        var offset = 0
+        for (i, r) in records.enumerated() {
+            offset += SpillFormat.recordHeaderSize
+            #expect(r.metadata.startIndex == offset, "record \(i) metadata")
+            offset += r.metadata.count
+            #expect(r.bytes.startIndex == offset, "record \(i) payload")
+            offset += r.bytes.count
+            let ptrs = (r.bytes.withUnsafeBytes { $0.baseAddress }, records[0].bytes.withUnsafeBytes { $0.baseAddress })
+            #expect(ptrs.0! - ptrs.1! == offset - r.bytes.count - records[0].bytes.startIndex, "same buffer")
+            let own = r.compacted()
+            #expect(own == r && own.bytes.startIndex == 0 && own.metadata.startIndex == 0)
+            #expect(number(of: own) == i)
+        }
+    }
+
     /// Each frame's payload is a standard zstd frame: `zstd -t` accepts it.
     @Test func payloadIsValidZstdForTheCLI() throws {
         let bytes = try segmentBytes(frames: 2, perFrame: 300)

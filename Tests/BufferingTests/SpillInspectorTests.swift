@@ -49,7 +49,7 @@ import Testing
         for (i, line) in lines.enumerated() {
             let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
             #expect(obj?["seq"] as? Int == i)
-            #expect((obj?["payload"] as? String).map { Array($0.utf8) } == record(i, size: 150).bytes)
+            #expect((obj?["payload"] as? String).map { Array($0.utf8) } == Array(record(i, size: 150).bytes))
             #expect(obj?["metadata"] as? String == "m\(i % 3)")
         }
         #expect(SpillInspector.base64([0xFF, 0x00, 0x10, 0x20]) == "/wAQIA==")
