@@ -98,7 +98,7 @@ PIDS+=("$NG_MASTER")
 wait_up() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "server on $1 did not start" >&2; exit 1; }
 wait_up "$TR_PORT"; wait_up "$NG_PORT"
 for p in "$TR_PORT" "$NG_PORT"; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$WORK/body.json" "http://127.0.0.1:$p/api/v2/spans")
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$WORK/body.json" "http://127.0.0.1:$p/api/v2/spans")
     [[ "$code" == 202 ]] || { echo "sanity POST to port $p answered $code" >&2; exit 1; }
 done
 
