@@ -20,7 +20,22 @@ final class EventLoop: @unchecked Sendable {
         self.readBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
     }
 
-    deinit { readBuffer.deallocate() }
+    /// The loop's epoll poller (`HTTPEventMode.epollPerLoop`), created by the first
+    /// connection that asks; only touched on `queue`.
+    private var epoll: EpollPoller?
+
+    /// The poller, creating it if needed. Call on `queue`.
+    func poller() throws(SystemCallError) -> EpollPoller {
+        if let epoll { return epoll }
+        let p = try EpollPoller(queue: queue)
+        epoll = p
+        return p
+    }
+
+    deinit {
+        epoll?.stop()
+        readBuffer.deallocate()
+    }
 }
 
 /// N serial queues (default: one per core). Each connection gets its own serial queue that
