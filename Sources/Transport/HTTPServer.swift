@@ -53,7 +53,7 @@ public final class HTTPServer: Sendable {
     private let configuration: HTTPServerConfiguration
     private let handler: any HTTPHandler
     private let logger: Logger
-    private let group: EventLoopGroup
+    let group: EventLoopGroup
 
     private struct State {
         var listeners: [Listener] = []
