@@ -34,6 +34,7 @@ int tr_epoll_wait(int epfd, unsigned long long *datas, unsigned int *events, int
         unsigned int e = evs[i].events, m = 0;
         if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) m |= TR_POLL_READABLE;
         if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) m |= TR_POLL_WRITABLE;
+        if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) m |= TR_POLL_HANGUP;
         datas[i] = evs[i].data.u64;
         events[i] = m;
     }

@@ -45,6 +45,9 @@ final class Connection: ConnectionContext, @unchecked Sendable {
     private var pollToken: UInt64 = 0
     private var wantWrite = false
     private var readScheduled = false
+    /// The poller reported EPOLLRDHUP/HUP/ERR: read until EOF or an error, since a short
+    /// read no longer proves there is nothing more to learn.
+    private var peerHangup = false
     private var usesEpoll: Bool { config.eventMode == .epollPerLoop }
 
     private var engine: (any ProtocolEngine)?
@@ -133,7 +136,8 @@ final class Connection: ConnectionContext, @unchecked Sendable {
     }
 
     /// The loop's poller saw readiness (edge-triggered). On `queue`.
-    func pollEvent(readable r: Bool, writable w: Bool) {
+    func pollEvent(readable r: Bool, writable w: Bool, hangup: Bool) {
+        if hangup { peerHangup = true }
         if w && wantWrite && phase == .open { writable() }
         if r && phase != .closed { readable() }
     }
@@ -247,6 +251,12 @@ final class Connection: ConnectionContext, @unchecked Sendable {
                 budget -= n
                 disposition = deliver(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                 if disposition != .open { break readLoop }
+                // Edge-triggered TCP: a short read emptied the receive queue, and any byte
+                // arriving later raises a new edge — skip the read that would say EAGAIN.
+                if usesEpoll && n < buffer.count && !peerHangup {
+                    drained = true
+                    break readLoop
+                }
             }
         }
         inReadHandler = false

@@ -121,7 +121,8 @@ final class EpollPoller: @unchecked Sendable {
                 guard slot < slots.count, UInt64(generations[slot]) == token >> 32,
                       let connection = slots[slot] else { continue }
                 let mask = events[i]
-                connection.pollEvent(readable: mask & TR_POLL_READABLE != 0, writable: mask & TR_POLL_WRITABLE != 0)
+                connection.pollEvent(readable: mask & TR_POLL_READABLE != 0, writable: mask & TR_POLL_WRITABLE != 0,
+                                     hangup: mask & TR_POLL_HANGUP != 0)
             }
             if Int(n) < Self.batch { return }
         }

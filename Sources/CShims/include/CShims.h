@@ -17,6 +17,7 @@ int tr_epoll_del(int epfd, int fd);
 int tr_epoll_wait(int epfd, unsigned long long *datas, unsigned int *events, int max, int timeout_ms);
 #define TR_POLL_READABLE 1u /* EPOLLIN, EPOLLRDHUP, EPOLLHUP or EPOLLERR: read to find out */
 #define TR_POLL_WRITABLE 2u /* EPOLLOUT, EPOLLHUP or EPOLLERR: send to find out */
+#define TR_POLL_HANGUP 4u   /* EPOLLRDHUP, EPOLLHUP or EPOLLERR: read until EOF/error, not just a short read */
 /* CRC32C (Castagnoli), software slicing-by-8; used for spill frame checksums. */
 unsigned int tr_crc32c(unsigned int crc, const void *data, unsigned long len);
 #endif
