@@ -47,7 +47,9 @@ final class EventLoop: @unchecked Sendable {
 /// is re-armed by the manager (eventfd wake-up + `epoll_ctl`), and the next event is handed
 /// from the manager to a worker thread. That, not parsing, dominates a small keep-alive
 /// request, which is why handlers should do all they can per event (read until EAGAIN, serve
-/// every pipelined request, write once).
+/// every pipelined request, write once). `HTTPEventMode.epollPerLoop` (the default) pays
+/// that round trip once per batch of ready connections instead: each loop's `EpollPoller`
+/// is the only Dispatch source the loop's connections need.
 public final class EventLoopGroup: Sendable {
     let loops: [EventLoop]
     private let next = Atomic<Int>(0)
