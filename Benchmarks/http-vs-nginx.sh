@@ -9,7 +9,8 @@
 # Usage: Benchmarks/http-vs-nginx.sh            (builds Benchmarks' transport-echo, release)
 #        SERVER="tracerelay serve --listen" Benchmarks/http-vs-nginx.sh   (the product instead)
 # Env:   DURATION (default 10), CONNECTIONS (32), STREAMS (10), BODY_BYTES (50000),
-#        LOOPS (event loops of transport-echo; default = cores), ECHO_FLAGS (e.g. --shared-queues)
+#        LOOPS (event loops of transport-echo; default = cores), ECHO_FLAGS (e.g. --shared-queues,
+#        --event-mode dispatchSources to measure the per-connection Dispatch-source mode)
 set -euo pipefail
 
 DURATION=${DURATION:-10}

@@ -2,12 +2,44 @@
 #include "CShims.h"
 #include <stdint.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 int tr_accept4_nonblock(int fd, struct sockaddr *addr, socklen_t *len) {
     return accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 int tr_sock_nonblock(void) { return SOCK_NONBLOCK; }
 int tr_sock_cloexec(void) { return SOCK_CLOEXEC; }
+
+int tr_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int tr_epoll_add(int epfd, int fd, unsigned long long data) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = data;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int tr_epoll_del(int epfd, int fd) {
+    struct epoll_event ev; /* non-NULL for kernels before 2.6.9 */
+    memset(&ev, 0, sizeof ev);
+    return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &ev);
+}
+
+int tr_epoll_wait(int epfd, unsigned long long *datas, unsigned int *events, int max, int timeout_ms) {
+    struct epoll_event evs[128];
+    if (max > 128) max = 128;
+    int n = epoll_wait(epfd, evs, max, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        unsigned int e = evs[i].events, m = 0;
+        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) m |= TR_POLL_READABLE;
+        if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) m |= TR_POLL_WRITABLE;
+        if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) m |= TR_POLL_HANGUP;
+        datas[i] = evs[i].data.u64;
+        events[i] = m;
+    }
+    return n;
+}
 
 static uint32_t crc_table[8][256];
 static int crc_ready = 0;

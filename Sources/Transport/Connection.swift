@@ -4,9 +4,20 @@ import Glibc
 #endif
 
 /// One accepted TCP connection: a non-blocking fd, its serial queue (targeting an event
-/// loop), a read and a write DispatchSource created once, and the protocol engine it drives.
+/// loop), its readiness notifications and the protocol engine it drives.
 ///
-/// Invariants (DESIGN.md, "Dispatch sources on Linux"):
+/// Readiness comes in one of two ways (`HTTPServerConfiguration.eventMode`):
+/// - `.dispatchSources`: a read and a write DispatchSource of its own, rules below;
+/// - `.epollPerLoop`: the fd is registered (once, edge-triggered) in its loop's
+///   `EpollPoller`, which calls `pollEvent`; the connection runs on the loop queue itself.
+///   Edge triggering: whenever reading stops before EAGAIN (budget, pause, linger) the
+///   connection schedules its own next read (`scheduleRead`). Closing is `EPOLL_CTL_DEL`
+///   then `close(fd)`, at once, on the loop queue: no DispatchSource watches this fd, so
+///   the "close only in the cancel handler" rule has nothing to wait for; the rest of the
+///   teardown (dropping the engine, telling the server) runs in a later block, like a
+///   cancel handler would.
+///
+/// Invariants with Dispatch sources (DESIGN.md, "Dispatch sources on Linux"):
 /// - both sources are created and activated once, on `queue`, and never re-created (the
 ///   write source lazily, the first time the socket's send buffer fills);
 /// - the write source is resumed only while output is pending;
@@ -26,6 +37,18 @@ final class Connection: ConnectionContext, @unchecked Sendable {
     private var readSource: DispatchSourceRead?
     private var writeSource: DispatchSourceWrite?
     private var timer: DispatchSourceTimer?
+
+    /// `.epollPerLoop` state: the poller (nil in `.dispatchSources` mode), the registration
+    /// token, whether a `send` hit EAGAIN (the next EPOLLOUT edge matters), and whether a
+    /// read is already scheduled.
+    private var poller: EpollPoller?
+    private var pollToken: UInt64 = 0
+    private var wantWrite = false
+    private var readScheduled = false
+    /// The poller reported EPOLLRDHUP/HUP/ERR: read until EOF or an error, since a short
+    /// read no longer proves there is nothing more to learn.
+    private var peerHangup = false
+    private var usesEpoll: Bool { config.eventMode == .epollPerLoop }
 
     private var engine: (any ProtocolEngine)?
     /// Typed view of `engine` while it speaks HTTP/1.1 (phase for timeouts, h2c upgrade).
@@ -68,9 +91,10 @@ final class Connection: ConnectionContext, @unchecked Sendable {
         phaseStart = now
     }
 
-    /// Creates and activates the sources. Call on `queue`.
+    /// Creates and activates the sources (or registers with the loop's poller). Call on `queue`.
     func start() {
         _ = QueueToken.of(queue)
+        if usesEpoll { return startPolled() }
         let rs = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
         rs.setEventHandler { [unowned self] in self.readable() }
         rs.setCancelHandler { [self] in
@@ -95,7 +119,41 @@ final class Connection: ConnectionContext, @unchecked Sendable {
         if !config.enableH2C { installEngine(http1: true) }
     }
 
-    private static func tickInterval(_ c: HTTPServerConfiguration) -> DispatchTimeInterval {
+    private func startPolled() {
+        do {
+            let p = try loop.poller()
+            pollToken = try p.add(self, tick: Self.tickInterval(config))
+            poller = p
+        } catch {
+            phase = .closed
+            Glibc.close(fd)
+            server?.connectionClosed(self)
+            return
+        }
+        if !config.enableH2C { installEngine(http1: true) }
+        // Bytes may have arrived before the registration: the edge for them was not seen.
+        scheduleRead()
+    }
+
+    /// The loop's poller saw readiness (edge-triggered). On `queue`.
+    func pollEvent(readable r: Bool, writable w: Bool, hangup: Bool) {
+        if hangup { peerHangup = true }
+        if w && wantWrite && phase == .open { writable() }
+        if r && phase != .closed { readable() }
+    }
+
+    /// Runs `readable` in a later block of the queue (edge-triggered mode: no new edge will
+    /// come for bytes already waiting).
+    private func scheduleRead() {
+        guard !readScheduled else { return }
+        readScheduled = true
+        queue.async { [self] in
+            readScheduled = false
+            readable()
+        }
+    }
+
+    static func tickInterval(_ c: HTTPServerConfiguration) -> DispatchTimeInterval {
         let shortest = min(c.idleTimeout, c.headerReadTimeout, c.bodyReadTimeout, c.lingerTimeout)
         let seconds = min(1.0, max(0.01, shortest / 4))
         return .milliseconds(Int(seconds * 1000))
@@ -164,7 +222,9 @@ final class Connection: ConnectionContext, @unchecked Sendable {
         case .lingering: return discardInput()
         case .open: break
         }
+        if usesEpoll && (readSuspended || eofSeen) { return } // edges while paused are ignored
         inReadHandler = true
+        var drained = false
         var budget = config.readBudget
         var disposition = EngineDisposition.open
         let buffer = loop.readBuffer
@@ -178,8 +238,10 @@ final class Connection: ConnectionContext, @unchecked Sendable {
             }
             switch r {
             case .wouldBlock:
+                drained = true
                 break readLoop
             case .done(0):
+                drained = true
                 eofSeen = true
                 pauseReading()
                 disposition = engine?.peerClosed() ?? .closeNow
@@ -189,22 +251,38 @@ final class Connection: ConnectionContext, @unchecked Sendable {
                 budget -= n
                 disposition = deliver(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                 if disposition != .open { break readLoop }
+                // Edge-triggered TCP: a short read emptied the receive queue, and any byte
+                // arriving later raises a new edge — skip the read that would say EAGAIN.
+                if usesEpoll && n < buffer.count && !peerHangup {
+                    drained = true
+                    break readLoop
+                }
             }
         }
         inReadHandler = false
         if disposition == .closeNow { return close() }
         flush()
         applyDisposition()
+        // Edge-triggered: stopped before EAGAIN and still reading → nobody else will call us.
+        if usesEpoll && !drained && phase == .open && !readSuspended && !eofSeen { scheduleRead() }
     }
 
     private func pauseReading() {
-        guard !readSuspended, let rs = readSource else { return }
+        guard !readSuspended else { return }
+        if usesEpoll { readSuspended = true; return } // edges are ignored while paused
+        guard let rs = readSource else { return }
         rs.suspend()
         readSuspended = true
     }
 
     private func resumeReading() {
-        guard readSuspended, !eofSeen, let rs = readSource else { return }
+        guard readSuspended, !eofSeen else { return }
+        if usesEpoll {
+            readSuspended = false
+            scheduleRead() // bytes that arrived while paused gave no new edge
+            return
+        }
+        guard let rs = readSource else { return }
         rs.resume()
         readSuspended = false
     }
@@ -281,6 +359,7 @@ final class Connection: ConnectionContext, @unchecked Sendable {
                 lastWrite = monotonicNanos()
             }
         }
+        wantWrite = false
         if writeResumed { writeSource?.suspend(); writeResumed = false }
     }
 
@@ -288,6 +367,7 @@ final class Connection: ConnectionContext, @unchecked Sendable {
     /// this happens (most connections never fill their send buffer, and an idle write source
     /// still costs epoll updates), then only resumed and suspended.
     private func armWriteSource() {
+        if usesEpoll { wantWrite = true; return } // the next EPOLLOUT edge calls writable()
         if let ws = writeSource {
             if !writeResumed { ws.resume(); writeResumed = true }
             return
@@ -321,6 +401,11 @@ final class Connection: ConnectionContext, @unchecked Sendable {
         phase = .lingering
         Glibc.shutdown(fd, Int32(SHUT_WR))
         lingerDeadline = monotonicNanos() + UInt64(config.lingerTimeout * 1e9)
+        if usesEpoll {
+            readSuspended = false
+            scheduleRead()
+            return
+        }
         if readSuspended { readSource?.resume(); readSuspended = false }
     }
 
@@ -335,12 +420,24 @@ final class Connection: ConnectionContext, @unchecked Sendable {
             case .done(let n): budget -= n
             }
         }
+        if usesEpoll { scheduleRead() } // budget spent before EAGAIN
     }
 
     /// Cancels the sources; the fd is closed by the read source's cancel handler.
     func close() {
         guard phase != .closed else { return }
         phase = .closed
+        if let poller {
+            poller.remove(token: pollToken, fd: fd)
+            Glibc.close(fd)
+            queue.async { [self] in
+                self.poller = nil
+                engine = nil
+                h1 = nil
+                server?.connectionClosed(self)
+            }
+            return
+        }
         timer?.cancel()
         if readSuspended { readSource?.resume(); readSuspended = false }
         if let ws = writeSource {
@@ -353,7 +450,7 @@ final class Connection: ConnectionContext, @unchecked Sendable {
 
     // MARK: timers and shutdown
 
-    private func tick() {
+    func tick() {
         let now = monotonicNanos()
         switch phase {
         case .closed: return

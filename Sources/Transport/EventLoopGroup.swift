@@ -20,7 +20,22 @@ final class EventLoop: @unchecked Sendable {
         self.readBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
     }
 
-    deinit { readBuffer.deallocate() }
+    /// The loop's epoll poller (`HTTPEventMode.epollPerLoop`), created by the first
+    /// connection that asks; only touched on `queue`.
+    private var epoll: EpollPoller?
+
+    /// The poller, creating it if needed. Call on `queue`.
+    func poller() throws(SystemCallError) -> EpollPoller {
+        if let epoll { return epoll }
+        let p = try EpollPoller(queue: queue)
+        epoll = p
+        return p
+    }
+
+    deinit {
+        epoll?.stop()
+        readBuffer.deallocate()
+    }
 }
 
 /// N serial queues (default: one per core). Each connection gets its own serial queue that
@@ -32,7 +47,9 @@ final class EventLoop: @unchecked Sendable {
 /// is re-armed by the manager (eventfd wake-up + `epoll_ctl`), and the next event is handed
 /// from the manager to a worker thread. That, not parsing, dominates a small keep-alive
 /// request, which is why handlers should do all they can per event (read until EAGAIN, serve
-/// every pipelined request, write once).
+/// every pipelined request, write once). `HTTPEventMode.epollPerLoop` (the default) pays
+/// that round trip once per batch of ready connections instead: each loop's `EpollPoller`
+/// is the only Dispatch source the loop's connections need.
 public final class EventLoopGroup: Sendable {
     let loops: [EventLoop]
     private let next = Atomic<Int>(0)

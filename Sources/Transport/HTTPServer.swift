@@ -53,7 +53,7 @@ public final class HTTPServer: Sendable {
     private let configuration: HTTPServerConfiguration
     private let handler: any HTTPHandler
     private let logger: Logger
-    private let group: EventLoopGroup
+    let group: EventLoopGroup
 
     private struct State {
         var listeners: [Listener] = []
@@ -154,7 +154,8 @@ public final class HTTPServer: Sendable {
     func adopt(fd: Int32, remote: String, listener: String) {
         Socket.configureAccepted(fd)
         let (loop, queue) = group.makeConnectionQueue(label: "tracerelay.conn",
-                                                          dedicated: configuration.dedicatedConnectionQueues)
+                                                          dedicated: configuration.dedicatedConnectionQueues
+                                                              && configuration.eventMode == .dispatchSources)
         let connection = Connection(fd: fd, remoteAddress: remote, listener: listener, loop: loop, queue: queue,
                                     config: configuration, handler: handler, server: self)
         let accepted = state.withLock { s in

@@ -17,7 +17,7 @@ import Testing
         let body: [UInt8]
         let bodyFile: URL
 
-        init(bodySize: Int = 50_000) throws {
+        init(bodySize: Int = 50_000, eventMode: HTTPEventMode) throws {
             let verified = self.verified, mismatched = self.mismatched, versions = self.versions
             let handler = ClosureHandler { request, respond in
                 versions.add(request.version)
@@ -31,7 +31,7 @@ import Testing
                     respond(.error(400, code: "checksum", message: "body checksum mismatch"))
                 }
             }
-            var config = HTTPServerConfiguration()
+            var config = HTTPServerConfiguration.testing(eventMode)
             config.loops = 2
             server = HTTPServer(configuration: config, handler: handler, logger: Logger(label: "test.h2.server"))
             try server.start(listeners: [ListenAddress(host: "127.0.0.1", port: 0)])
@@ -69,9 +69,9 @@ import Testing
     static let curl = "/usr/bin/curl"
     static let h2load = "/usr/bin/h2load"
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: curl)), arguments: ["--http2-prior-knowledge", "--http2"])
-    func curlPosts50KB(mode: String) throws {
-        let f = try Fixture()
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: curl)), arguments: ["--http2-prior-knowledge", "--http2"], HTTPEventMode.allCases)
+    func curlPosts50KB(mode: String, eventMode: HTTPEventMode) throws {
+        let f = try Fixture(eventMode: eventMode)
         defer { f.stop() }
         let r = try Self.run(Self.curl, ["-sS", mode, "--max-time", "20", "-X", "POST", "-H", "content-type: application/json",
                                          "-H", "x-checksum: \(f.checksum)", "--data-binary", "@\(f.bodyFile.path)",
@@ -86,9 +86,9 @@ import Testing
         #expect(f.versions.all == [mode == "--http2" ? .http1_1 : .http2])
     }
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: curl)))
-    func curlUpgradeThenMoreRequestsOnTheSameConnection() throws {
-        let f = try Fixture()
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: curl)), arguments: HTTPEventMode.allCases)
+    func curlUpgradeThenMoreRequestsOnTheSameConnection(eventMode: HTTPEventMode) throws {
+        let f = try Fixture(eventMode: eventMode)
         defer { f.stop() }
         var args = ["-sS", "--http2", "--max-time", "20"]
         for i in 0..<3 {
@@ -103,9 +103,9 @@ import Testing
         #expect(f.versions.all.filter { $0 == .http2 }.count == 2)
     }
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: h2load)))
-    func h2loadFourConnectionsTenStreams() throws {
-        let f = try Fixture()
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: h2load)), arguments: HTTPEventMode.allCases)
+    func h2loadFourConnectionsTenStreams(eventMode: HTTPEventMode) throws {
+        let f = try Fixture(eventMode: eventMode)
         defer { f.stop() }
         let r = try Self.run(Self.h2load, ["-c", "4", "-m", "10", "-n", "400", "-d", f.bodyFile.path,
                                            "-H", "x-checksum: \(f.checksum)", "-H", "content-type: application/json", f.url])
@@ -119,9 +119,9 @@ import Testing
     /// Graceful server shutdown over a real socket, with our nghttp2 test client on the other
     /// end: GOAWAY arrives while a request waits for its handler, the answer still gets
     /// through, then the server closes the connection.
-    @Test func serverShutdownFinishesAnH2StreamInFlight() throws {
+    @Test(arguments: HTTPEventMode.allCases) func serverShutdownFinishesAnH2StreamInFlight(eventMode: HTTPEventMode) throws {
         let responders = H2Recorder<@Sendable (HTTPResponse) -> Void>()
-        let server = HTTPServer(handler: ClosureHandler { _, respond in responders.add(respond) },
+        let server = HTTPServer(configuration: .testing(eventMode), handler: ClosureHandler { _, respond in responders.add(respond) },
                                 logger: Logger(label: "test.h2.shutdown"))
         try server.start(listeners: [ListenAddress(host: "127.0.0.1", port: 0)])
         let socket = try TestClient(port: server.boundPorts[0])

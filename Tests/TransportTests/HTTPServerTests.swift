@@ -18,10 +18,10 @@ import Testing
         return r
     }
 
-    static func withServer(_ configure: (inout HTTPServerConfiguration) -> Void = { _ in },
+    static func withServer(mode: HTTPEventMode = .dispatchSources, _ configure: (inout HTTPServerConfiguration) -> Void = { _ in },
                            handler: any HTTPHandler = router(),
                            _ body: (HTTPServer, Int) throws -> Void) throws {
-        var c = HTTPServerConfiguration()
+        var c = HTTPServerConfiguration.testing(mode)
         c.loops = 2
         configure(&c)
         let server = HTTPServer(configuration: c, handler: handler, logger: Logger(label: "test"))
@@ -41,8 +41,8 @@ import Testing
         return (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
     }
 
-    @Test func keepAliveConnectionIsReused() throws {
-        try Self.withServer { server, port in
+    @Test(arguments: HTTPEventMode.allCases) func keepAliveConnectionIsReused(mode: HTTPEventMode) throws {
+        try Self.withServer(mode: mode) { server, port in
             let c = try TestClient(port: port)
             for i in 0..<5 {
                 let body = Self.payload(100 + i, seed: UInt64(i))
@@ -56,8 +56,8 @@ import Testing
         }
     }
 
-    @Test func byteByByteWrites() throws {
-        try Self.withServer { _, port in
+    @Test(arguments: HTTPEventMode.allCases) func byteByByteWrites(mode: HTTPEventMode) throws {
+        try Self.withServer(mode: mode) { _, port in
             let c = try TestClient(port: port)
             let body = Self.payload(300)
             for b in Self.spansRequest(body) { c.send([b]) }
@@ -67,8 +67,8 @@ import Testing
         }
     }
 
-    @Test func pipelinedRequestsInOneWrite() throws {
-        try Self.withServer { _, port in
+    @Test(arguments: HTTPEventMode.allCases) func pipelinedRequestsInOneWrite(mode: HTTPEventMode) throws {
+        try Self.withServer(mode: mode) { _, port in
             let c = try TestClient(port: port)
             var all: [UInt8] = []
             var sums: [UInt64] = []
@@ -87,7 +87,7 @@ import Testing
         }
     }
 
-    @Test func pipelinedAsyncHandlersKeepOrder() throws {
+    @Test(arguments: HTTPEventMode.allCases) func pipelinedAsyncHandlersKeepOrder(mode: HTTPEventMode) throws {
         // Answers from other threads after random delays.
         let handler = ClosureHandler { req, respond in
             let delay = Int.random(in: 0...20)
@@ -95,7 +95,7 @@ import Testing
                 respond(HTTPResponse(status: 200, body: Array(req.path.utf8)))
             }
         }
-        try Self.withServer(handler: handler) { _, port in
+        try Self.withServer(mode: mode, handler: handler) { _, port in
             let c = try TestClient(port: port)
             c.send((0..<30).map { "GET /r\($0) HTTP/1.1\r\nHost: t\r\n\r\n" }.joined())
             let rs = c.readResponses(30)
@@ -103,8 +103,8 @@ import Testing
         }
     }
 
-    @Test func chunkedBodyOverSocket() throws {
-        try Self.withServer { _, port in
+    @Test(arguments: HTTPEventMode.allCases) func chunkedBodyOverSocket(mode: HTTPEventMode) throws {
+        try Self.withServer(mode: mode) { _, port in
             let c = try TestClient(port: port)
             let body = Self.payload(70_001)
             var req = Array("POST /api/v2/spans HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
@@ -142,7 +142,7 @@ import Testing
         ("GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", 404),
     ])
     func errorStatuses(_ request: String, _ status: Int) throws {
-        try Self.withServer { _, port in
+        for mode in HTTPEventMode.allCases { try Self.withServer(mode: mode) { _, port in
             let c = try TestClient(port: port)
             c.send(request)
             let r = c.readResponse()
@@ -152,11 +152,11 @@ import Testing
                 #expect(r?.bodyText.hasPrefix("{\"error\":") == true)
                 #expect(c.readEOF())
             }
-        }
+        } }
     }
 
-    @Test func tooLargeBodyAnsweredBeforeItIsSent() throws {
-        try Self.withServer({ $0.maxBodyBytes = 1000 }) { _, port in
+    @Test(arguments: HTTPEventMode.allCases) func tooLargeBodyAnsweredBeforeItIsSent(mode: HTTPEventMode) throws {
+        try Self.withServer(mode: mode, { $0.maxBodyBytes = 1000 }) { _, port in
             let c = try TestClient(port: port)
             c.send("POST /api/v2/spans HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n")
             let r = c.readResponse()
@@ -167,8 +167,8 @@ import Testing
         }
     }
 
-    @Test func clientClosingMidBodyLeavesServerHealthy() throws {
-        try Self.withServer { server, port in
+    @Test(arguments: HTTPEventMode.allCases) func clientClosingMidBodyLeavesServerHealthy(mode: HTTPEventMode) throws {
+        try Self.withServer(mode: mode) { server, port in
             for _ in 0..<5 {
                 let c = try TestClient(port: port)
                 c.send(Array("POST /api/v2/spans HTTP/1.1\r\nHost: t\r\nContent-Length: 50000\r\n\r\n".utf8) + Self.payload(20_000))
@@ -184,11 +184,11 @@ import Testing
         }
     }
 
-    @Test func peerVanishingWhileWeWriteDoesNotKillTheProcess() throws {
+    @Test(arguments: HTTPEventMode.allCases) func peerVanishingWhileWeWriteDoesNotKillTheProcess(mode: HTTPEventMode) throws {
         // Large responses to a client that closed: send() fails with EPIPE/ECONNRESET, which
         // must neither raise SIGPIPE nor disturb other connections.
         let big = ClosureHandler { _, respond in respond(HTTPResponse(status: 200, body: [UInt8](repeating: 0x61, count: 2_000_000))) }
-        try Self.withServer(handler: big) { server, port in
+        try Self.withServer(mode: mode, handler: big) { server, port in
             for _ in 0..<3 {
                 let c = try TestClient(port: port)
                 c.send((0..<4).map { _ in "GET /big HTTP/1.1\r\nHost: t\r\n\r\n" }.joined())
@@ -204,8 +204,8 @@ import Testing
         }
     }
 
-    @Test func slowClientHitsHeaderTimeout() throws {
-        try Self.withServer({ $0.headerReadTimeout = 0.3 }) { _, port in
+    @Test(arguments: HTTPEventMode.allCases) func slowClientHitsHeaderTimeout(mode: HTTPEventMode) throws {
+        try Self.withServer(mode: mode, { $0.headerReadTimeout = 0.3 }) { _, port in
             let c = try TestClient(port: port)
             c.send("GET /health HTTP/1.1\r\nHo")
             usleep(150_000)
@@ -216,16 +216,16 @@ import Testing
         }
     }
 
-    @Test func stalledBodyHitsBodyTimeout() throws {
-        try Self.withServer({ $0.bodyReadTimeout = 0.3 }) { _, port in
+    @Test(arguments: HTTPEventMode.allCases) func stalledBodyHitsBodyTimeout(mode: HTTPEventMode) throws {
+        try Self.withServer(mode: mode, { $0.bodyReadTimeout = 0.3 }) { _, port in
             let c = try TestClient(port: port)
             c.send(Self.spansRequest(Self.payload(10)).dropLast(5).map { $0 })
             #expect(c.readResponse()?.status == 408)
         }
     }
 
-    @Test func idleConnectionIsClosed() throws {
-        try Self.withServer({ $0.idleTimeout = 0.3 }) { _, port in
+    @Test(arguments: HTTPEventMode.allCases) func idleConnectionIsClosed(mode: HTTPEventMode) throws {
+        try Self.withServer(mode: mode, { $0.idleTimeout = 0.3 }) { _, port in
             let c = try TestClient(port: port)
             c.send("GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
             #expect(c.readResponse()?.status == 200)
@@ -236,8 +236,8 @@ import Testing
         }
     }
 
-    @Test func ipv6AndSeveralListeners() throws {
-        let server = HTTPServer(configuration: HTTPServerConfiguration(), handler: Self.router(), logger: Logger(label: "test"))
+    @Test(arguments: HTTPEventMode.allCases) func ipv6AndSeveralListeners(mode: HTTPEventMode) throws {
+        let server = HTTPServer(configuration: .testing(mode), handler: Self.router(), logger: Logger(label: "test"))
         try server.start(listeners: [ListenAddress(parsing: "127.0.0.1:0"), ListenAddress(parsing: "[::1]:0", name: "v6")])
         defer { server.shutdownAndWait(grace: Duration.seconds(1)) }
         let bound = server.boundListeners
@@ -248,8 +248,8 @@ import Testing
         #expect(out.contains("\"ok\":true"))
     }
 
-    @Test func listenErrorsNameTheAddress() throws {
-        let server = HTTPServer(configuration: HTTPServerConfiguration(), handler: Self.router(), logger: Logger(label: "test"))
+    @Test(arguments: HTTPEventMode.allCases) func listenErrorsNameTheAddress(mode: HTTPEventMode) throws {
+        let server = HTTPServer(configuration: .testing(mode), handler: Self.router(), logger: Logger(label: "test"))
         try server.start(listeners: [ListenAddress(host: "127.0.0.1", port: 0)])
         defer { server.shutdownAndWait(grace: Duration.seconds(1)) }
         // Same port without SO_REUSEPORT from another socket type fails; simplest: a bad host.
@@ -279,8 +279,8 @@ import Testing
         return path
     }
 
-    @Test func curlPostOf50KBWithChecksum() throws {
-        try Self.withServer { _, port in
+    @Test(arguments: HTTPEventMode.allCases) func curlPostOf50KBWithChecksum(mode: HTTPEventMode) throws {
+        try Self.withServer(mode: mode) { _, port in
             let body = Self.payload(50_000, seed: 50)
             let file = try Self.tempFile(body)
             defer { try? FileManager.default.removeItem(atPath: file) }
@@ -290,8 +290,8 @@ import Testing
         }
     }
 
-    @Test func curlExpectContinueWithLargeBody() throws {
-        try Self.withServer { _, port in
+    @Test(arguments: HTTPEventMode.allCases) func curlExpectContinueWithLargeBody(mode: HTTPEventMode) throws {
+        try Self.withServer(mode: mode) { _, port in
             let body = Self.payload(3_000_000, seed: 3)
             let file = try Self.tempFile(body)
             defer { try? FileManager.default.removeItem(atPath: file) }
@@ -306,8 +306,8 @@ import Testing
         }
     }
 
-    @Test func shutdownDuringUploadFinishesThatRequest() throws {
-        var c = HTTPServerConfiguration()
+    @Test(arguments: HTTPEventMode.allCases) func shutdownDuringUploadFinishesThatRequest(mode: HTTPEventMode) throws {
+        var c = HTTPServerConfiguration.testing(mode)
         c.loops = 2
         let server = HTTPServer(configuration: c, handler: Self.router(), logger: Logger(label: "test"))
         try server.start(listeners: [ListenAddress(host: "127.0.0.1", port: 0)])
@@ -336,9 +336,9 @@ import Testing
         #expect(server.connectionCount == 0)
     }
 
-    @Test func shutdownForceClosesAfterGrace() throws {
+    @Test(arguments: HTTPEventMode.allCases) func shutdownForceClosesAfterGrace(mode: HTTPEventMode) throws {
         let handler = ClosureHandler { _, _ in } // never answers
-        let server = HTTPServer(configuration: HTTPServerConfiguration(), handler: handler, logger: Logger(label: "test"))
+        let server = HTTPServer(configuration: .testing(mode), handler: handler, logger: Logger(label: "test"))
         try server.start(listeners: [ListenAddress(host: "127.0.0.1", port: 0)])
         let client = try TestClient(port: server.boundPorts[0])
         client.send("GET /x HTTP/1.1\r\nHost: t\r\n\r\n")

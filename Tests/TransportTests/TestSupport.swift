@@ -222,3 +222,12 @@ func fnv1a(_ bytes: [UInt8]) -> UInt64 {
     for b in bytes { h = (h ^ UInt64(b)) &* 0x100000001b3 }
     return h
 }
+
+extension HTTPServerConfiguration {
+    /// Defaults with the given event mode (socket tests run in every mode).
+    static func testing(_ mode: HTTPEventMode) -> HTTPServerConfiguration {
+        var c = HTTPServerConfiguration()
+        c.eventMode = mode
+        return c
+    }
+}

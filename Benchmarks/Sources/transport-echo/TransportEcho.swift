@@ -8,6 +8,7 @@ import Glibc
 /// A bare `HTTPServer` for Benchmarks/http-vs-nginx.sh: `POST /api/v2/spans` → 202 once the
 /// body is read, nothing else.
 /// Usage: transport-echo --listen HOST:PORT [--listen …] [--loops N] [--shared-queues]
+///        [--event-mode dispatchSources|epollPerLoop]
 enum TransportEcho {
     static func main() {
         var listens: [String] = []
@@ -18,8 +19,14 @@ enum TransportEcho {
             case "--listen": if let v = args.popFirst() { listens.append(v) }
             case "--loops": config.loops = args.popFirst().flatMap { Int($0) }
             case "--shared-queues": config.dedicatedConnectionQueues = false
+            case "--event-mode":
+                guard let m = args.popFirst().flatMap(HTTPEventMode.init(rawValue:)) else {
+                    say("--event-mode takes one of: \(HTTPEventMode.allCases.map(\.rawValue).joined(separator: ", "))", to: 2)
+                    exit(2)
+                }
+                config.eventMode = m
             default:
-                say("usage: transport-echo --listen HOST:PORT [--loops N] [--shared-queues]", to: 2)
+                say("usage: transport-echo --listen HOST:PORT [--loops N] [--shared-queues] [--event-mode dispatchSources|epollPerLoop]", to: 2)
                 exit(2)
             }
         }

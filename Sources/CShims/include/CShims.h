@@ -7,6 +7,17 @@
 int tr_accept4_nonblock(int fd, struct sockaddr *addr, socklen_t *len);
 int tr_sock_nonblock(void);
 int tr_sock_cloexec(void);
+/* epoll for the transport's per-loop poller (Swift cannot use the packed struct epoll_event
+   portably). Each returns what the syscall returns (-1 with errno set on failure). */
+int tr_epoll_create(void);
+/* Registers fd edge-triggered for input, output and peer half-close; `data` comes back with its events. */
+int tr_epoll_add(int epfd, int fd, unsigned long long data);
+int tr_epoll_del(int epfd, int fd);
+/* epoll_wait into two parallel arrays; events[i] is a TR_POLL_* mask. */
+int tr_epoll_wait(int epfd, unsigned long long *datas, unsigned int *events, int max, int timeout_ms);
+#define TR_POLL_READABLE 1u /* EPOLLIN, EPOLLRDHUP, EPOLLHUP or EPOLLERR: read to find out */
+#define TR_POLL_WRITABLE 2u /* EPOLLOUT, EPOLLHUP or EPOLLERR: send to find out */
+#define TR_POLL_HANGUP 4u   /* EPOLLRDHUP, EPOLLHUP or EPOLLERR: read until EOF/error, not just a short read */
 /* CRC32C (Castagnoli), software slicing-by-8; used for spill frame checksums. */
 unsigned int tr_crc32c(unsigned int crc, const void *data, unsigned long len);
 #endif
