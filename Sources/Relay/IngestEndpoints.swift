@@ -41,7 +41,7 @@ public final class IngestStats: Sendable {
 }
 
 /// The ingest endpoints: Zipkin (`/api/v2/spans` JSON and proto3, `/api/v1/spans` JSON) and
-/// Datadog (`/v0.3`, `/v0.4`, `/v0.5` traces, `/info`, `/v0.4/services`). Each request's body
+/// Datadog (`/v0.3`, `/v0.4`, `/v0.5`, `/v0.7` traces, `/info`, `/v0.4/services`). Each request's body
 /// is content-decoded, decoded into one `SpanBatch` and handed to the consumer; the client is
 /// answered only when the consumer has taken the batch (or refused it).
 public struct IngestEndpoints: Sendable {
@@ -57,7 +57,7 @@ public struct IngestEndpoints: Sendable {
 
     /// The decoders an endpoint chooses between, by content type.
     enum Decoder {
-        case zipkinV2JSON, zipkinV2Proto, zipkinV1JSON, datadogV03JSON, datadogV03Msgpack, datadogV04, datadogV05
+        case zipkinV2JSON, zipkinV2Proto, zipkinV1JSON, datadogV03JSON, datadogV03Msgpack, datadogV04, datadogV05, datadogV07
 
         var format: SpanFormat {
             switch self {
@@ -67,6 +67,7 @@ public struct IngestEndpoints: Sendable {
             case .datadogV03JSON, .datadogV03Msgpack: .datadogV03JSON
             case .datadogV04: .datadogV04
             case .datadogV05: .datadogV05
+            case .datadogV07: .datadogV07
             }
         }
 
@@ -86,6 +87,7 @@ public struct IngestEndpoints: Sendable {
             case .datadogV03Msgpack: try DatadogV03.decodeMsgpack(body, metadata: metadata)
             case .datadogV04: try DatadogV04.decode(body, metadata: metadata)
             case .datadogV05: try DatadogV05.decode(body, metadata: metadata)
+            case .datadogV07: try DatadogV07.decode(body, metadata: metadata)
             }
         }
     }
@@ -135,6 +137,14 @@ public struct IngestEndpoints: Sendable {
                     switch ct {
                     case nil, "application/msgpack", "application/x-msgpack": .success(.datadogV05)
                     default: .failure("unsupported Content-Type \(ct!) on /v0.5/traces; use application/msgpack")
+                    }
+                }
+            }
+            router.register(method, "/v0.7/traces") { req, respond in
+                handle(req, respond, endpoint: "datadog v0.7") { ct in
+                    switch ct {
+                    case nil, "application/msgpack", "application/x-msgpack": .success(.datadogV07)
+                    default: .failure("unsupported Content-Type \(ct!) on /v0.7/traces; use application/msgpack")
                     }
                 }
             }

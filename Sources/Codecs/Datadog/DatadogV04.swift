@@ -28,6 +28,13 @@ public enum DatadogV04 {
 /// The shared reader for the msgpack trace-array formats (v0.3 msgpack and v0.4).
 enum DDMsgpackTraces {
     static func decode(_ body: [UInt8], metadata: BatchMetadata, format: SpanFormat) throws(DecodeError) -> SpanBatch {
+        try decodeBatch(body, metadata: metadata, format: format) { (r, batch) throws(DecodeError) in try decodeTraces(&r, &batch) }
+    }
+
+    /// A batch over `body` (kept as the span storage) filled by `read` from a msgpack reader
+    /// over the same bytes: the frame every Datadog msgpack format shares.
+    static func decodeBatch(_ body: [UInt8], metadata: BatchMetadata, format: SpanFormat,
+                            _ read: (inout MessagePackReader, inout SpanBatch) throws(DecodeError) -> Void) throws(DecodeError) -> SpanBatch {
         guard body.count < Int(UInt32.max) else {
             throw DecodeError(.tooLarge, format: format, offset: nil, "body of \(body.count) bytes exceeds the 4 GiB span-storage limit")
         }
@@ -35,7 +42,7 @@ enum DDMsgpackTraces {
         let result: Result<Void, DecodeError> = body.withUnsafeBytes { raw in
             Result { () throws(DecodeError) in
                 var r = MessagePackReader(raw, format: format)
-                try decodeTraces(&r, &batch)
+                try read(&r, &batch)
             }
         }
         try result.get()

@@ -10,19 +10,9 @@ public enum DatadogV05 {
     public static let maxStrings = 1 << 22
 
     public static func decode(_ body: [UInt8], metadata: BatchMetadata) throws(DecodeError) -> SpanBatch {
-        let format = SpanFormat.datadogV05
-        guard body.count < Int(UInt32.max) else {
-            throw DecodeError(.tooLarge, format: format, offset: nil, "body of \(body.count) bytes exceeds the 4 GiB span-storage limit")
+        try DDMsgpackTraces.decodeBatch(body, metadata: metadata, format: .datadogV05) { (r, batch) throws(DecodeError) in
+            try decode(&r, &batch)
         }
-        var batch = SpanBatch(body: body, metadata: metadata)
-        let result: Result<Void, DecodeError> = body.withUnsafeBytes { raw in
-            Result { () throws(DecodeError) in
-                var r = MessagePackReader(raw, format: format)
-                try decode(&r, &batch)
-            }
-        }
-        try result.get()
-        return batch
     }
 
     static func decode(_ r: inout MessagePackReader, _ batch: inout SpanBatch) throws(DecodeError) {

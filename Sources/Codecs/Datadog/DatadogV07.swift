@@ -14,23 +14,13 @@ import Spans
 /// Other payload fields (container, language, runtime) are skipped.
 public enum DatadogV07 {
     public static func decode(_ body: [UInt8], metadata: BatchMetadata) throws(DecodeError) -> SpanBatch {
-        let format = SpanFormat.datadogV07
-        guard body.count < Int(UInt32.max) else {
-            throw DecodeError(.tooLarge, format: format, offset: nil, "body of \(body.count) bytes exceeds the 4 GiB span-storage limit")
-        }
-        var batch = SpanBatch(body: body, metadata: metadata)
-        let result: Result<Void, DecodeError> = body.withUnsafeBytes { raw in
-            Result { () throws(DecodeError) in
-                var r = MessagePackReader(raw, format: format)
-                if r.isAtEnd { return }
-                try decodePayload(&r, &batch)
-                if !r.isAtEnd {
-                    throw DecodeError(.malformed, format: format, offset: r.position, "\(r.remaining) unexpected bytes after the tracer payload")
-                }
+        try DDMsgpackTraces.decodeBatch(body, metadata: metadata, format: .datadogV07) { (r, batch) throws(DecodeError) in
+            if r.isAtEnd { return }
+            try decodePayload(&r, &batch)
+            if !r.isAtEnd {
+                throw DecodeError(.malformed, format: .datadogV07, offset: r.position, "\(r.remaining) unexpected bytes after the tracer payload")
             }
         }
-        try result.get()
-        return batch
     }
 
     /// Extra tags for a group of spans: (key, value) as body slices.
