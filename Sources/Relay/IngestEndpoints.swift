@@ -1,4 +1,5 @@
 import Codecs
+import Routing
 import Spans
 import Synchronization
 import Transport
@@ -237,15 +238,14 @@ public struct IngestEndpoints: Sendable {
         }
     }
 
-    /// The listener's static tags, then (from a trusted upstream relay only) `X-Tracerelay-Tags: k=v,k2=v2`.
+    /// The listener's static tags, then (from a trusted upstream relay only) `X-Tracerelay-Tags: k=v,k2=v2`;
+    /// an earlier source keeps its value when both name a key.
     func requestTags(_ req: HTTPRequest) -> [(key: String, value: String)] {
         var tags = configuration.listenerTags[req.listener] ?? []
-        if configuration.trustedListeners.contains(req.listener), let header = req.headers["x-tracerelay-tags"] {
-            for pair in header.split(separator: ",") {
-                guard let eq = pair.firstIndex(of: "=") else { continue }
-                let k = String(pair[..<eq]).trimmingSpaces(), v = String(pair[pair.index(after: eq)...]).trimmingSpaces()
-                if !k.isEmpty, !tags.contains(where: { $0.key == k }) { tags.append((k, v)) }
-            }
+        // A malformed header is ignored as a whole, like one that was not sent.
+        if configuration.trustedListeners.contains(req.listener), let header = req.headers[TracerelayTagsHeader.name],
+           let upstream = TracerelayTagsHeader.parse(header) {
+            for t in upstream where !tags.contains(where: { $0.key == t.key }) { tags.append((t.key, t.value)) }
         }
         return tags
     }
