@@ -38,7 +38,6 @@ public final class IngestStats: Sendable {
 
     /// Counts by format name (`zipkin_v2_json`, …; `unknown` for requests rejected before the format was known).
     public var snapshot: [String: Snapshot] { state.withLock { $0 } }
-    public var totalSpans: Int { state.withLock { $0.values.reduce(0) { $0 + $1.spans } } }
 }
 
 /// The ingest endpoints: Zipkin (`/api/v2/spans` JSON and proto3, `/api/v1/spans` JSON) and

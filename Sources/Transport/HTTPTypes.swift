@@ -11,14 +11,24 @@ public struct HTTPHeaders: Sendable, Sequence {
 
     /// The first value of `name` (case-insensitive).
     public subscript(_ name: String) -> String? {
-        for f in fields where f.name.count == name.count && f.name.lowercased() == name.lowercased() { return f.value }
+        for f in fields where Self.sameName(f.name, name) { return f.value }
         return nil
     }
 
     /// Every value of `name` (case-insensitive), in order.
     public func values(_ name: String) -> [String] {
-        let n = name.lowercased()
-        return fields.filter { $0.name.lowercased() == n }.map(\.value)
+        fields.filter { Self.sameName($0.name, name) }.map(\.value)
+    }
+
+    /// ASCII case-insensitive comparison without allocating (header lookups run per request).
+    static func sameName(_ a: String, _ b: String) -> Bool {
+        guard a.utf8.count == b.utf8.count else { return false }
+        for (x, y) in zip(a.utf8, b.utf8) where x != y {
+            let lx = x &- 65 < 26 ? x | 0x20 : x
+            let ly = y &- 65 < 26 ? y | 0x20 : y
+            if lx != ly { return false }
+        }
+        return true
     }
 
     public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> { fields.makeIterator() }
