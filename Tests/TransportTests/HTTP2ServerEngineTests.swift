@@ -429,7 +429,10 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
             let upgrade = H2CUpgrade(request: HTTPRequest(method: "GET", path: "/"), settingsPayload: payload,
                                      remainingBytes: h2RandomBytes(Int.random(in: 0...64, using: &rng), seed: rng.next()))
             do {
-                let e = try HTTP2ServerEngine(context: ctx, handler: checksumHandler(), configuration: HTTP2Configuration(), upgrade: upgrade)
+                // Built on the context's queue, as a connection does (answers hop to that queue).
+                let e = try ctx.queue.sync {
+                    try HTTP2ServerEngine(context: ctx, handler: checksumHandler(), configuration: HTTP2Configuration(), upgrade: upgrade)
+                }
                 started += 1
                 _ = ctx.queue.sync { e.disposition }
             } catch {

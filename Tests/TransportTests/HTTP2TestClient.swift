@@ -236,7 +236,10 @@ final class H2Harness: @unchecked Sendable {
         self.client = client
         self.split = .whole
         rng = H2SplitMix64(seed: 1)
-        engine = try engineFactory(context)
+        // On the context's queue, like the connection does: the upgrade init dispatches stream 1,
+        // whose answer arrives on that queue while the init is still feeding the session.
+        let context = self.context
+        engine = try context.queue.sync { try engineFactory(context) }
     }
 
     /// Feeds bytes to the engine cut as `split` says.

@@ -93,7 +93,8 @@ package final class HTTP2ServerEngine: ProtocolEngine {
     /// queued by the HTTP/1.1 engine). `upgrade.request` becomes stream 1 and goes to the
     /// handler at once; `upgrade.remainingBytes` (client preface and frames) is processed
     /// before this returns, so check `hasPendingOutput` and `disposition` afterwards.
-    /// Throws `HTTP2Error` if the `HTTP2-Settings` payload is malformed.
+    /// Throws `HTTP2Error` if the `HTTP2-Settings` payload is malformed. Call it on
+    /// `context.queue`: stream 1's answer comes back on that queue while this still runs.
     package init(context: any ConnectionContext, handler: any HTTPHandler, configuration: HTTP2Configuration,
                  upgrade: H2CUpgrade) throws {
         self.handler = handler
