@@ -54,7 +54,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "tracerelay", dependencies: [
-            "Relay", "Routing", "Buffering", "Transport",
+            "Relay", "Routing", "Buffering", "Transport", "Codecs",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "Spans"]),
         .testTarget(name: "BufferingTests", dependencies: ["Buffering", "buffering-harness"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "CNghttp2"]),
-        .testTarget(name: "RelayTests", dependencies: ["Relay", "Transport", "Spans", "Codecs", "Routing"]),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "Transport", "Spans", "Codecs", "Routing", "Buffering"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,3 +1,4 @@
+import Buffering
 import Spans
 import Synchronization
 import Transport
@@ -19,11 +20,31 @@ public struct AdminEndpoints: Sendable {
     /// When set, `GET /debug/captured` lists the kept batches with every span field.
     public let capture: CapturingConsumer?
 
-    public init(readiness: Readiness, ingestStats: IngestStats, routingStats: RoutingStats = RoutingStats(), capture: CapturingConsumer? = nil) {
+    /// Every sending backend: name, exporter counters, queue gauges (read on each `/status`).
+    public let backends: @Sendable () -> [(String, BackendStats.Snapshot, QueueStats)]
+
+    public init(readiness: Readiness, ingestStats: IngestStats, routingStats: RoutingStats = RoutingStats(), capture: CapturingConsumer? = nil,
+                backends: @escaping @Sendable () -> [(String, BackendStats.Snapshot, QueueStats)] = { [] }) {
         self.readiness = readiness
         self.ingestStats = ingestStats
         self.routingStats = routingStats
         self.capture = capture
+        self.backends = backends
+    }
+
+    /// `"name":{"sent_spans":…,"queue":{…}}` for each sending backend.
+    static func backendsJSON(_ list: [(String, BackendStats.Snapshot, QueueStats)]) -> String {
+        let items = list.sorted { $0.0 < $1.0 }.map { name, s, q in
+            let dropped = q.droppedSpans.sorted { $0.key.rawValue < $1.key.rawValue }
+                .map { "\(jsonQuoted($0.key.rawValue)):\($0.value)" }.joined(separator: ",")
+            return "\(jsonQuoted(name)):{\"sent_spans\":\(s.sentSpans),\"sent_requests\":\(s.sentRequests),\"sent_bytes\":\(s.sentBytes),"
+                + "\"failed_requests\":\(s.failedRequests),\"retried_spans\":\(s.retriedSpans),\"dropped_spans\":\(s.droppedSpans),"
+                + "\"up\":\(s.up),\"last_error\":\(s.lastError.map(jsonQuoted) ?? "null"),\"last_latency_seconds\":\(s.lastLatencySeconds),"
+                + "\"queue\":{\"records\":\(q.records),\"in_flight\":\(q.inFlight),\"memory_bytes\":\(q.memoryBytes),\"disk_bytes\":\(q.diskBytes),"
+                + "\"segments\":\(q.segments),\"rejected_records\":\(q.rejectedRecords),\"oldest_age_seconds\":\(q.oldestAgeSeconds),"
+                + "\"dropped_spans\":{\(dropped)}}}"
+        }
+        return "{" + items.joined(separator: ",") + "}"
     }
 
     public func register(into router: inout EndpointRouter) {
@@ -33,7 +54,7 @@ public struct AdminEndpoints: Sendable {
             let r = readiness.current
             respond(.json(r.ready ? 200 : 503, "{\"status\":\(jsonQuoted(r.ready ? "ready" : "not_ready")),\"reason\":\(jsonQuoted(r.reason))}"))
         }
-        let stats = ingestStats, routing = routingStats
+        let stats = ingestStats, routing = routingStats, backends = self.backends
         router.register("GET", "/status") { _, respond in
             let formats = stats.snapshot.sorted { $0.key < $1.key }.map { k, v in
                 "\(jsonQuoted(k)):{\"requests\":\(v.requests),\"spans\":\(v.spans),\"bytes\":\(v.bytes),\"rejected_requests\":\(v.rejectedRequests)}"
@@ -43,7 +64,7 @@ public struct AdminEndpoints: Sendable {
                 "{" + d.sorted { $0.key < $1.key }.map { "\(jsonQuoted($0.key)):\($0.value)" }.joined(separator: ",") + "}"
             }
             respond(.json(200, "{\"ingest\":{\(formats.joined(separator: ","))},\"routing\":{\"routed\":\(object(r.routed)),"
-                + "\"sampled_out\":\(object(r.sampledOut)),\"refused\":\(object(r.refused))}}"))
+                + "\"sampled_out\":\(object(r.sampledOut)),\"refused\":\(object(r.refused))},\"backends\":\(Self.backendsJSON(backends()))}"))
         }
         if let capture {
             router.register("GET", "/debug/captured") { _, respond in

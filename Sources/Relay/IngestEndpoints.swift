@@ -15,6 +15,12 @@ public struct IngestConfiguration: Sendable {
     public var trustedListeners: Set<String> = []
     /// Datadog agent version we claim in `/info` and the `Datadog-Agent-Version` header.
     public var datadogAgentVersion = "7.52.0"
+    /// The `rate_by_service` answer of the Datadog backend a batch routes to (the backend's
+    /// latest answer, passed on so tracers keep adaptive sampling); nil → the neutral default.
+    public var datadogRates: (@Sendable (SpanBatch) -> String?)? = nil
+    /// Forwards a tracer's `/v0.6/stats` request to the Datadog backend; nil → accepted and
+    /// counted, not forwarded (no Datadog backend).
+    public var datadogStats: (@Sendable (HTTPRequest) -> Void)? = nil
 
     public init() {}
 }
@@ -27,6 +33,9 @@ public final class IngestStats: Sendable {
         public var spans = 0
         public var bytes = 0
         public var rejectedRequests = 0
+        /// Spans accepted from a Datadog tracer with 200 although a queue refused them (the
+        /// agent's answer to tracers that do not ask for real statuses): dropped, counted here.
+        public var droppedSpans = 0
     }
     private let state = Mutex<[String: Snapshot]>([:])
 
@@ -148,13 +157,25 @@ public struct IngestEndpoints: Sendable {
                     }
                 }
             }
+            let stats = self.stats, forward = configuration.datadogStats
+            router.register(method, "/v0.6/stats") { req, respond in
+                // Client-computed stats: the agent answers 200 with "OK"; we forward to the Datadog backend.
+                stats.record("datadog_stats") { $0.requests += 1; $0.bytes += req.body.count }
+                forward?(req)
+                respond(HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("OK".utf8)))
+            }
+            router.register(method, "/telemetry/proxy/api/v2/apmtelemetry") { req, respond in
+                // Tracer telemetry is not trace data: accepted so tracers log no errors, dropped, counted.
+                stats.record("datadog_telemetry") { $0.requests += 1; $0.bytes += req.body.count }
+                respond(HTTPResponse(status: 202))
+            }
             router.register(method, "/v0.4/services") { _, respond in respond(HTTPResponse(status: 200, body: Array("OK".utf8))) }
             router.register(method, "/v0.3/services") { _, respond in respond(HTTPResponse(status: 200, body: Array("OK".utf8))) }
         }
         let version = configuration.datadogAgentVersion
         router.register("GET", "/info") { _, respond in
             respond(.json(200, """
-            {"version":\(jsonQuoted(version)),"endpoints":["/v0.3/traces","/v0.4/traces","/v0.5/traces","/v0.3/services","/v0.4/services","/info"],\
+            {"version":\(jsonQuoted(version)),"endpoints":["/v0.3/traces","/v0.4/traces","/v0.5/traces","/v0.3/services","/v0.4/services","/v0.6/stats","/telemetry/proxy/","/info"],\
             "client_drop_p0s":false,"span_meta_structs":false,"long_running_spans":false,"config":{"statsd_port":0,"receiver_port":0},\
             "peer_tags":[],"feature_flags":[]}
             """, headers: [("Datadog-Agent-Version", version)]))
@@ -162,6 +183,12 @@ public struct IngestEndpoints: Sendable {
     }
 
     enum Selection { case success(Decoder), failure(String) }
+
+    /// Tracer headers a Datadog backend should see as the tracer sent them.
+    static let forwardedDatadogHeaders = [
+        "Datadog-Meta-Lang", "Datadog-Meta-Lang-Version", "Datadog-Meta-Lang-Interpreter", "Datadog-Meta-Tracer-Version",
+        "Datadog-Client-Computed-Stats", "Datadog-Client-Computed-Top-Level", "Datadog-Container-ID",
+    ]
 
     /// Media type without parameters, lower-cased (`application/json; charset=utf-8` → `application/json`).
     static func mediaType(_ header: String?) -> String? {
@@ -196,8 +223,11 @@ public struct IngestEndpoints: Sendable {
         }
         var metadata = BatchMetadata(format: decoder.format, listener: req.listener, receivedAtNanos: wallClockNanos())
         metadata.requestTags = requestTags(req)
-        if decoder.isDatadog, let n = req.headers["x-datadog-trace-count"].flatMap({ Int($0.trimmingSpaces()) }) {
-            metadata.declaredTraceCount = n
+        if decoder.isDatadog {
+            if let n = req.headers["x-datadog-trace-count"].flatMap({ Int($0.trimmingSpaces()) }) { metadata.declaredTraceCount = n }
+            for f in req.headers where Self.forwardedDatadogHeaders.contains(where: { HTTPHeaders.sameName($0, f.name) }) {
+                metadata.forwardHeaders.append(f)
+            }
         }
         let batch: SpanBatch
         do {
@@ -213,17 +243,22 @@ public struct IngestEndpoints: Sendable {
         let isV03 = decoder == .datadogV03JSON || decoder == .datadogV03Msgpack
         let stats = self.stats
         let version = configuration.datadogAgentVersion
+        let rates = configuration.datadogRates
+        // The agent answers a tracer that did not ask for real statuses 200 even when it drops the payload.
+        let realStatus = req.headers["datadog-send-real-http-status"] != nil
+        @Sendable func datadogOK() -> HTTPResponse {
+            if isV03 { return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("OK".utf8)) }
+            let answer = rates?(batch) ?? "{\"rate_by_service\":{\"service:,env:\":1}}"
+            return .json(200, answer, headers: [("Datadog-Agent-Version", version)])
+        }
         consumer.consume(batch) { result in
             switch result {
             case .success:
                 stats.record(key) { $0.requests += 1; $0.spans += spanCount; $0.bytes += byteCount }
-                if !isDatadog {
-                    respond(HTTPResponse(status: 202))
-                } else if isV03 {
-                    respond(HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("OK".utf8)))
-                } else {
-                    respond(.json(200, "{\"rate_by_service\":{\"service:,env:\":1}}", headers: [("Datadog-Agent-Version", version)]))
-                }
+                respond(isDatadog ? datadogOK() : HTTPResponse(status: 202))
+            case .failure(let e) where isDatadog && !realStatus && e.kind == .retryable:
+                stats.record(key) { $0.requests += 1; $0.rejectedRequests += 1; $0.droppedSpans += spanCount }
+                respond(datadogOK())
             case .failure(let e):
                 stats.record(key) { $0.requests += 1; $0.rejectedRequests += 1 }
                 switch e.kind {

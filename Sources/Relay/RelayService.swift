@@ -1,22 +1,31 @@
+import Buffering
 import Dispatch
 import Logging
 import Routing
 import Spans
+import Synchronization
 import Transport
 
-/// The running relay: its HTTP server with the ingest, health and status endpoints, and the
-/// pipeline behind ingest. Built from settings, started once, shut down once.
+/// The running relay: ingest listeners, the admin listener, and the pipeline behind ingest —
+/// routing, one queue and one exporter per sending backend. Built from settings, started once,
+/// shut down once.
 public final class RelayService: Sendable {
     public struct Settings: Sendable {
+        /// Ingest listeners: each serves every ingest endpoint (Zipkin and Datadog, HTTP/1.1 and h2c).
         public var listeners: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 9411, name: "default")]
+        /// The admin listener (health, status, debug); nil serves those on the ingest listeners.
+        public var admin: ListenAddress?
         public var server = HTTPServerConfiguration()
         public var ingest = IngestConfiguration()
         /// Keep this many recent batches for `GET /debug/captured` (0 = endpoint off).
         public var debugCapture = 0
-        /// How long in-flight requests may take to finish on shutdown.
+        /// How long shutdown may take: in-flight requests finish, then queued spans are sent;
+        /// what is left is spilled to disk for the next start.
         public var shutdownGrace: Duration = .seconds(10)
-        /// The compiled routing configuration; nil skips the routing stage (tests of ingest alone).
+        /// The compiled routing configuration; nil skips routing and exporting (tests of ingest alone).
         public var routing: RoutingTable?
+        /// Queue settings for every backend that sends (`spill.*`).
+        public var spill = SpillSettings()
         public init() {}
     }
 
@@ -25,41 +34,180 @@ public final class RelayService: Sendable {
     public let ingestStats = IngestStats()
     public let capture: CapturingConsumer
     public let routingStats: RoutingStats
+    /// Per backend name: the exporter's counters (sending backends only).
+    public let backendStats: [String: BackendStats]
+    private let exporters: [BackendExporter]
+    private let group: EventLoopGroup
     private let server: HTTPServer
     private let logger: Logger
 
-    /// - Parameter consumer: where decoded batches go; by default a `CapturingConsumer` that
-    ///   keeps `settings.debugCapture` batches (the exporters replace it).
-    public init(settings: Settings, consumer: (any SpanConsumer)? = nil, logger: Logger) {
+    /// Builds the pipeline: opens (and recovers) every sending backend's queue under
+    /// `settings.spill.directory` and creates its exporter and connections.
+    /// - Parameter consumer: replaces the pipeline (tests of ingest alone).
+    /// - Throws: `RelayStartError` naming the backend whose queue or target is unusable.
+    public init(settings: Settings, consumer: (any SpanConsumer)? = nil, logger: Logger) throws {
         self.settings = settings
         self.logger = logger
+        let group = EventLoopGroup(loopCount: settings.server.loops)
+        self.group = group
         self.capture = CapturingConsumer(capacity: settings.debugCapture)
-        var router = EndpointRouter()
-        let terminal = consumer ?? capture
         let routingStats = RoutingStats()
         self.routingStats = routingStats
-        let pipeline: any SpanConsumer = settings.routing.map { RoutingConsumer(table: $0, next: terminal, stats: routingStats, logger: logger) } ?? terminal
-        IngestEndpoints(configuration: settings.ingest, consumer: pipeline, stats: ingestStats).register(into: &router)
+
+        var exporters: [BackendExporter] = []
+        var stats: [String: BackendStats] = [:]
+        var rates: [Int: DatadogRates] = [:]
+        // Client-computed stats go to the Datadog backend a Mesh defaults to, else the first one.
+        var statsSender: HTTPSender?
+        let pipeline: any SpanConsumer
+        var router: RoutingConsumer?
+        if let consumer {
+            pipeline = consumer
+        } else if let table = settings.routing {
+            let budget = settings.spill.maxTotalDiskBytes.map { DiskBudget(limit: $0) }
+            var targets: [BackendTarget?] = []
+            do {
+                for (i, b) in table.backends.enumerated() {
+                    guard [.zipkin, .datadog, .tracerelay, .file].contains(b.kind) else { targets.append(nil); continue }
+                    let queue = try Self.makeQueue(b, settings.spill, budget: budget, logger: logger)
+                    let sender: any PayloadSender
+                    if b.kind == .file {
+                        sender = try FileSender(directory: b.path ?? "tracerelay-spans", maxFileBytes: b.maxFileBytes, logger: logger)
+                    } else {
+                        let h = try HTTPSender(backend: b, group: group, logger: logger)
+                        if let r = h.rates { rates[i] = r }
+                        if b.kind == .datadog && (statsSender == nil || table.config.meshes.contains { $0.defaultBackend == b.name }) {
+                            statsSender = h
+                        }
+                        sender = h
+                    }
+                    let s = BackendStats()
+                    stats[b.name] = s
+                    exporters.append(BackendExporter(name: b.name, backendQueue: queue, sender: sender, options: b.export, stats: s, logger: logger))
+                    targets.append(BackendTarget(encoder: BackendEncoder(b), queue: queue))
+                }
+            } catch {
+                for e in exporters { e.stop() }
+                throw RelayStartError(message: "\(error)")
+            }
+            let r = RoutingConsumer(table: table, targets: targets, capture: settings.debugCapture > 0 ? capture : nil,
+                                    stats: routingStats, logger: logger)
+            router = r
+            pipeline = r
+        } else {
+            pipeline = capture
+        }
+        self.exporters = exporters
+        self.backendStats = stats
+
+        var ingestConfig = settings.ingest
+        if let router, !rates.isEmpty {
+            let ratesByBackend = rates
+            ingestConfig.datadogRates = { batch in router.firstBackend(of: batch).flatMap { ratesByBackend[$0]?.answer } }
+        }
+        if let statsSender {
+            let log = logger
+            ingestConfig.datadogStats = { req in
+                statsSender.forward(req) { outcome in
+                    if outcome != .delivered { log.debug("datadog stats not forwarded", metadata: ["outcome": "\(outcome)"]) }
+                }
+            }
+        }
+        var ingestRouter = EndpointRouter()
+        IngestEndpoints(configuration: ingestConfig, consumer: pipeline, stats: ingestStats).register(into: &ingestRouter)
+        var adminRouter = EndpointRouter()
+        let exporterList = exporters
         AdminEndpoints(readiness: readiness, ingestStats: ingestStats, routingStats: routingStats,
-                       capture: settings.debugCapture > 0 ? capture : nil).register(into: &router)
-        self.server = HTTPServer(configuration: settings.server, handler: router, logger: logger)
+                       capture: settings.debugCapture > 0 ? capture : nil,
+                       backends: { exporterList.map { ($0.name, $0.stats.snapshot, $0.backendQueue.statistics()) } })
+            .register(into: &adminRouter)
+        let handler: any HTTPHandler
+        if settings.admin != nil {
+            handler = ListenerRouter(admin: adminRouter, ingest: ingestRouter)
+        } else {
+            // No admin listener: every listener serves both sets of endpoints.
+            var both = ingestRouter
+            both.merge(adminRouter)
+            handler = both
+        }
+        self.server = HTTPServer(configuration: settings.server, handler: handler, logger: logger, group: group)
     }
 
-    /// Binds every listener; throws (naming the address) if one cannot be bound.
-    public func start() throws {
-        try server.start(listeners: settings.listeners)
-        for l in server.boundListeners {
-            logger.info("listening", metadata: ["listener.name": "\(l.name)", "listener.address": "\(l.host):\(l.port)"])
+    static func makeQueue(_ b: BackendConfig, _ spill: SpillSettings, budget: DiskBudget?, logger: Logger) throws -> BackendQueue {
+        var q = QueueConfiguration(backend: b.name, directory: spill.directory,
+                                   durability: DurabilityMode(rawValue: spill.durability(for: b.name).rawValue) ?? .spill)
+        q.memoryBytes = spill.memoryBytes
+        q.maxDiskBytes = spill.maxDiskBytes
+        q.totalDiskBudget = budget
+        q.maxAgeSeconds = spill.maxAgeSeconds.map(Double.init)
+        q.whenFull = spill.whenFull == .reject ? .reject : .dropOldest
+        do {
+            return try BackendQueue(configuration: q, logger: logger)
+        } catch {
+            throw RelayStartError(message: "backend \(b.name): cannot open its spill directory \(q.backendDirectory): \(error)")
         }
+    }
+
+    /// Binds every listener and starts the exporters; throws (naming the address) if a
+    /// listener cannot be bound.
+    public func start() throws {
+        var all = settings.listeners
+        if let admin = settings.admin { all.append(admin) }
+        try server.start(listeners: all)
+        for e in exporters { e.start() }
+        let bound = server.boundListeners.map { "\($0.name)=\($0.host):\($0.port)" }.joined(separator: " ")
         readiness.set(ready: true, reason: "listening")
+        logger.info("ready: every listener is accepting", metadata: [
+            "listeners": "\(bound)",
+            "backends": "\(settings.routing?.backends.map { "\($0.name)(\($0.kind.rawValue))" }.joined(separator: ",") ?? "-")",
+        ])
     }
 
     public var boundListeners: [BoundListener] { server.boundListeners }
 
-    /// Stops accepting, lets in-flight requests finish within the grace period, then calls `completion`.
+    /// Stops accepting, lets in-flight requests finish, sends what is queued (to backends that
+    /// are up) within the grace period, then stops the exporters — what is left is written to
+    /// the spill directory and replayed first by the next start — and calls `completion`.
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         readiness.set(ready: false, reason: "shutting down")
         logger.info("shutting down", metadata: ["grace.seconds": "\(settings.shutdownGrace.components.seconds)"])
-        server.shutdown(grace: settings.shutdownGrace, completion: completion)
+        let grace = settings.shutdownGrace
+        let deadline = nanosNow() &+ UInt64(max(0, Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18) * 1e9)
+        let exporters = self.exporters
+        let logger = self.logger
+        server.shutdown(grace: grace) {
+            let group = DispatchGroup()
+            for e in exporters {
+                group.enter()
+                e.flush(until: deadline) { group.leave() }
+            }
+            group.notify(queue: .global()) {
+                for e in exporters {
+                    e.stop()
+                    let s = e.backendQueue.statistics()
+                    if s.records > 0 {
+                        logger.info("kept for the next start", metadata: ["backend": "\(e.name)", "records": "\(s.records)", "disk.bytes": "\(s.diskBytes)"])
+                    }
+                }
+                completion()
+            }
+        }
+    }
+}
+
+/// The relay could not start; `message` names the backend or address and why.
+public struct RelayStartError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// Routes a request by the listener it came in on: the admin listener (named `admin`) serves
+/// health, status and debug endpoints; every other listener serves ingest.
+struct ListenerRouter: HTTPHandler {
+    static let adminName = "admin"
+    let admin: EndpointRouter
+    let ingest: EndpointRouter
+    func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
+        if request.listener == Self.adminName { admin.handle(request, respond: respond) } else { ingest.handle(request, respond: respond) }
     }
 }

@@ -1,3 +1,4 @@
+import Buffering
 import Logging
 import Routing
 import Spans
@@ -26,14 +27,26 @@ public final class RoutingStats: Sendable {
     }
 }
 
+/// Where the routing stage hands one backend's spans: the backend's encoder and queue. Backends
+/// without one (`log`, `discard`) are handled in the routing stage itself.
+struct BackendTarget: Sendable {
+    let encoder: BackendEncoder
+    let queue: BackendQueue
+}
+
 /// The routing stage: decides every span's backend (mesh tags → TrafficTrace/MeshTrace →
-/// backend, region pin, sampling), counts what is kept, sampled out and refused, and hands the
-/// batch on. Until the exporters exist the next stage receives the whole batch; refused spans
-/// are never forwarded to a backend because nothing forwards yet, and the counts are real.
+/// backend, region pin, sampling), counts what is kept, sampled out and refused, and hands each
+/// backend only its own spans — encoded in its format — through its queue. Refused and
+/// sampled-out spans never reach a backend. The client is answered once every queue its spans
+/// route to has accepted them (in `wal` mode after the group commit): nothing is acknowledged
+/// that is not queued.
 public final class RoutingConsumer: SpanConsumer {
     public let table: RoutingTable
     public let stats: RoutingStats
-    private let next: any SpanConsumer
+    /// Sees every decoded batch whole (tests and `/debug/captured`); nil when off.
+    private let capture: (any SpanConsumer)?
+    /// Indexed like `table.backends`; nil for backends handled here (`log`, `discard`).
+    private let targets: [BackendTarget?]
     /// One router (with its decision cache) per slot; a batch takes any free one, so loops
     /// rarely wait on each other.
     private let routers: [RouterSlot]
@@ -42,14 +55,24 @@ public final class RoutingConsumer: SpanConsumer {
     /// Backends of type `log`: each routed batch gets one summary line.
     private let logBackends: [Int]
 
-    public init(table: RoutingTable, next: any SpanConsumer, stats: RoutingStats = RoutingStats(), routers count: Int = 4,
-                logger: Logger = Logger(label: "tracerelay.routing")) {
+    init(table: RoutingTable, targets: [BackendTarget?], capture: (any SpanConsumer)? = nil, stats: RoutingStats = RoutingStats(),
+         routers count: Int = 4, logger: Logger = Logger(label: "tracerelay.routing")) {
+        precondition(targets.count == table.backends.count)
         self.table = table
-        self.next = next
+        self.targets = targets
+        self.capture = capture
         self.stats = stats
         self.logger = logger
         self.logBackends = table.backends.indices.filter { table.backends[$0].kind == .log }
         self.routers = (0..<max(1, count)).map { _ in RouterSlot(table) }
+    }
+
+    /// Routing only, for tests of ingest: every backend behaves like `discard`; `next` sees
+    /// every batch whole.
+    public convenience init(table: RoutingTable, next: any SpanConsumer, stats: RoutingStats = RoutingStats(), routers count: Int = 4,
+                            logger: Logger = Logger(label: "tracerelay.routing")) {
+        self.init(table: table, targets: Array(repeating: nil, count: table.backends.count), capture: next, stats: stats,
+                  routers: count, logger: logger)
     }
 
     public func consume(_ batch: SpanBatch, completion: @escaping @Sendable (Result<Void, ConsumeError>) -> Void) {
@@ -66,7 +89,43 @@ public final class RoutingConsumer: SpanConsumer {
         if !routes.refused.isEmpty {
             logger.debug("spans refused", metadata: ["refused": "\(routes.refused.map { "\($0.reason.rawValue)/\($0.region)/\($0.backend)=\($0.count)" })"])
         }
-        next.consume(batch, completion: completion)
+        var work: [(BackendTarget, Record)] = []
+        for (b, list) in routes.perBackend.enumerated() where !list.isEmpty {
+            guard let t = targets[b] else { continue }
+            work.append((t, t.encoder.encode(batch, routed: list, table: table)))
+        }
+        guard let capture else { return Self.enqueue(work, completion: completion) }
+        let work2 = work
+        capture.consume(batch) { r in
+            if case .failure = r { return completion(r) }
+            Self.enqueue(work2, completion: completion)
+        }
+    }
+
+    /// Enqueues every record; `completion` runs once all queues answered: success when all took
+    /// their record, else the first refusal (a client retry may then duplicate spans in the
+    /// queues that took theirs: delivery is at least once).
+    static func enqueue(_ work: [(BackendTarget, Record)], completion: @escaping @Sendable (Result<Void, ConsumeError>) -> Void) {
+        if work.isEmpty { return completion(.success(())) }
+        if work.count == 1 {
+            work[0].0.queue.enqueue(work[0].1) { r in completion(r.mapError(consumeError)) }
+            return
+        }
+        let join = Join(count: work.count, completion: completion)
+        for (t, record) in work {
+            t.queue.enqueue(record) { r in join.done(r.mapError(consumeError)) }
+        }
+    }
+
+    static func consumeError(_ e: QueueError) -> ConsumeError {
+        switch e {
+        case .full(let s):
+            ConsumeError(.retryable, code: "queue_full", message: "a backend queue is full; retry later", retryAfterSeconds: max(1, s))
+        case .io(let m):
+            ConsumeError(.retryable, code: "spill_failed", message: "the spill write failed: \(m)", retryAfterSeconds: 1)
+        case .shutdown:
+            ConsumeError(.retryable, code: "shutting_down", message: "the relay is shutting down", retryAfterSeconds: 1)
+        }
     }
 
     private func route(_ batch: SpanBatch) -> BatchRoutes {
@@ -74,6 +133,33 @@ public final class RoutingConsumer: SpanConsumer {
             if let routes = r.router.withLockIfAvailable({ $0.route(batch) }) { return routes }
         }
         return routers[0].router.withLock { $0.route(batch) }
+    }
+
+    /// The backend index the first span of `batch` routes to (for answers that depend on the
+    /// backend, like Datadog's `rate_by_service`); nil when refused or empty.
+    public func firstBackend(of batch: SpanBatch) -> Int? {
+        guard !batch.isEmpty else { return nil }
+        let d = table.route(0, in: batch)
+        return d.backend
+    }
+}
+
+/// Counts answers of several queues and calls the completion once, with the first failure.
+private final class Join: Sendable {
+    private let state: Mutex<(left: Int, failure: ConsumeError?)>
+    private let completion: @Sendable (Result<Void, ConsumeError>) -> Void
+    init(count: Int, completion: @escaping @Sendable (Result<Void, ConsumeError>) -> Void) {
+        state = Mutex((count, nil))
+        self.completion = completion
+    }
+    func done(_ r: Result<Void, ConsumeError>) {
+        let finished: ConsumeError?? = state.withLock { s in
+            if case .failure(let e) = r, s.failure == nil { s.failure = e }
+            s.left -= 1
+            return s.left == 0 ? .some(s.failure) : .none
+        }
+        guard let f = finished else { return }
+        completion(f.map { .failure($0) } ?? .success(()))
     }
 }
 

@@ -238,7 +238,7 @@ struct DocumentParser {
         var kind: BackendConfig.Kind? = nil
         if let t = typeV?.string() {
             kind = BackendConfig.Kind(rawValue: t.lowercased())
-            if kind == nil { typeV?.error(.invalidValue, "expected backend type zipkin, datadog, tracerelay, log or discard, got '\(t)'") }
+            if kind == nil { typeV?.error(.invalidValue, "expected backend type zipkin, datadog, tracerelay, file, log or discard, got '\(t)'") }
         }
         let sampling = b["sampling"]?.double(in: 0...100) ?? 100
         let region = b["region"]?.nonEmptyString()
@@ -271,9 +271,50 @@ struct DocumentParser {
             }
         case .log, .discard:
             break
+        case .file:
+            if let conf {
+                backend.path = conf.required("path", "the directory the span files go to")?.nonEmptyString()
+                if let v = conf["maxFileBytes"]?.byteSize() { backend.maxFileBytes = max(1 << 16, v) }
+            } else {
+                b.sink.add(.error, .missingField, b.path.isEmpty ? "conf" : b.path + ".conf", b.line, "missing required field 'conf' with 'path'")
+            }
+        }
+        if kind == .tracerelay, let conf {
+            for item in conf["urls"]?.list() ?? [] {
+                guard let u = item.nonEmptyString() else { continue }
+                if u.hasPrefix("http://") || u.hasPrefix("https://") { backend.urls.append(u) }
+                else { item.error(.invalidValue, "expected an http:// URL, got '\(u)'") }
+            }
+            if let u = backend.url, !backend.urls.contains(u) { backend.urls.insert(u, at: 0) }
+            if backend.url == nil, let first = backend.urls.first { backend.url = first }
         }
         conf?.finish()
+        if let e = b["export"]?.map() { backend.export = parseExport(e) }
         return backend
+    }
+
+    /// The `export:` map of a backend (tracerelay's extension).
+    func parseExport(_ e: YMap) -> ExportOptions {
+        var o = ExportOptions()
+        if let v = e["protocol"], let t = v.string() {
+            if let p = ExportOptions.WireProtocol(rawValue: t) { o.protocolVersion = p }
+            else { v.error(.invalidValue, "expected protocol http1 or h2c, got '\(t)'") }
+        }
+        if let v = e["compression"], let t = v.string() {
+            if let c = ExportOptions.Compression(rawValue: t) { o.compression = c }
+            else { v.error(.invalidValue, "expected compression none, gzip or zstd, got '\(t)'") }
+        }
+        if let v = e["batchSpans"]?.int(in: 1...1_000_000) { o.batchSpans = v }
+        if let v = e["batchBytes"]?.byteSize() { o.batchBytes = max(1024, v) }
+        if let v = e["batchDelay"]?.durationMillis() { o.batchDelayMillis = v }
+        if let v = e["concurrency"]?.int(in: 1...1024) { o.concurrency = v }
+        if let v = e["poolSize"]?.int(in: 1...1024) { o.poolSize = v }
+        if let v = e["timeout"]?.durationMillis() { o.timeoutSeconds = max(0.001, Double(v) / 1000) }
+        if let v = e["connectTimeout"]?.durationMillis() { o.connectTimeoutSeconds = max(0.001, Double(v) / 1000) }
+        if let v = e["maxBackoff"]?.durationMillis() { o.maxBackoffSeconds = max(0.001, Double(v) / 1000) }
+        if let v = e["downAfter"]?.int(in: 1...1_000_000) { o.downAfter = v }
+        e.finish()
+        return o
     }
 
     /// Records a backend; a name defined twice must mean the same settings.
@@ -413,6 +454,7 @@ struct DocumentParser {
             sink.add(.error, .invalidValue, b.path + ".type", b.line, "expected backend type Zipkin or Datadog, got '\(other)'")
             return nil
         }
+        if let e = b["export"]?.map() { backend.export = parseExport(e) }
         return backend
     }
 

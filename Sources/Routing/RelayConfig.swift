@@ -18,6 +18,9 @@ public struct BackendConfig: Hashable, Sendable {
         case log
         /// Accepts and drops everything. Extension, for tests and load runs.
         case discard
+        /// Writes zstd-compressed NDJSON (Zipkin v2 JSON, one span a line) segment files under
+        /// `conf.path`: an archive/debug backend that needs no server. Extension.
+        case file
     }
 
     public var name: String
@@ -38,6 +41,14 @@ public struct BackendConfig: Hashable, Sendable {
     public var apiVersion: String?
     /// Datadog `conf.splitService`.
     public var splitService: Bool
+    /// Every URL of a `tracerelay` backend (`conf.url` and/or `conf.urls`), spread round-robin.
+    public var urls: [String] = []
+    /// `file` backends: the directory segment files go to (`conf.path`).
+    public var path: String?
+    /// `file` backends: segment roll size (`conf.maxFileBytes`, default 64 MiB).
+    public var maxFileBytes: Int = 64 << 20
+    /// How the exporter talks to this backend (`export:`, tracerelay's extension).
+    public var export = ExportOptions()
     /// Where it was defined, e.g. `Mesh 'default'`; for messages.
     public var definedIn: String
 
@@ -70,6 +81,39 @@ public struct BackendConfig: Hashable, Sendable {
         if let address { return port.map { "\(address):\($0)" } ?? address }
         return "-"
     }
+}
+
+/// How spans are sent to one backend: the `export:` map beside a backend's `region:`
+/// (tracerelay's extension; every field optional, defaults documented). Plain values: the
+/// Relay module turns them into exporter and client settings.
+public struct ExportOptions: Hashable, Sendable {
+    public enum WireProtocol: String, Hashable, Sendable, CaseIterable { case http1, h2c }
+    public enum Compression: String, Hashable, Sendable, CaseIterable { case none, gzip, zstd }
+    /// nil: `h2c` for `tracerelay` backends, `http1` otherwise.
+    public var protocolVersion: WireProtocol?
+    /// nil: `zstd` for `tracerelay` backends; otherwise `none` on loopback targets, `gzip` elsewhere.
+    public var compression: Compression?
+    /// A request carries at most about this many spans (default 1000) …
+    public var batchSpans: Int = 1000
+    /// … and this many payload bytes before compression (default 1 MiB) …
+    public var batchBytes: Int = 1 << 20
+    /// … and waits at most this long for a batch to fill, milliseconds (default 200).
+    public var batchDelayMillis: Int = 200
+    /// Requests in flight to the backend at once (default 4).
+    public var concurrency: Int = 4
+    /// HTTP/1.1 connections per backend address (default: `concurrency`).
+    public var poolSize: Int?
+    /// Seconds a request may take (default 30).
+    public var timeoutSeconds: Double = 30
+    /// Seconds a connect may take (default 5).
+    public var connectTimeoutSeconds: Double = 5
+    /// Retry delays grow exponentially from 100 ms (with jitter) up to this, seconds (default 30).
+    public var maxBackoffSeconds: Double = 30
+    /// After this many consecutive failures the backend is marked down: its queue spills to disk
+    /// and single probe requests test whether it is back (default 3).
+    public var downAfter: Int = 3
+
+    public init() {}
 }
 
 /// A Kuma `Mesh` resource, reduced to its tracing section.
@@ -251,7 +295,8 @@ public struct RelayConfig: Hashable, Sendable {
 
     public func backend(named name: String) -> BackendConfig? { backends.first { $0.name == name } }
 
-    /// Works out of the box: one listener on 127.0.0.1:9411 and a `log` backend named `default`.
+    /// Works out of the box: Zipkin on 127.0.0.1:9411, Datadog on 127.0.0.1:8126 (each listener
+    /// serves every ingest endpoint), admin on 127.0.0.1:9901, and a `log` backend named `default`.
     public static var embeddedDefault: RelayConfig {
         // The text is parsed like any file so the default and the docs cannot drift apart.
         try! parse(yaml: embeddedDefaultYAML)
@@ -260,8 +305,10 @@ public struct RelayConfig: Hashable, Sendable {
     public static let embeddedDefaultYAML = """
     type: Relay
     listeners:
-      - name: default
+      - name: zipkin
         address: 127.0.0.1:9411
+      - name: datadog
+        address: 127.0.0.1:8126
     admin:
       address: 127.0.0.1:9901
     ---

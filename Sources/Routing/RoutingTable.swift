@@ -53,6 +53,7 @@ public struct BatchRoutes: Sendable {
         public var span: UInt32
         /// Index into `RoutingTable.tagSets`; 0 = nothing to add.
         public var addedTags: UInt32
+        public init(span: UInt32, addedTags: UInt32) { self.span = span; self.addedTags = addedTags }
     }
     public struct RefusalCount: Hashable, Sendable {
         public var reason: RouteDecision.Refusal
@@ -83,6 +84,10 @@ public struct RoutingTable: Sendable {
     public let tagSets: [[TagPair]]
     /// Parse warnings plus residency warnings.
     public let warnings: [ConfigIssue]
+    /// Whether region pinning applies: true as soon as any backend has `region:` or the Relay
+    /// document has a `regions:` entry. A configuration that pins nothing delivers every span,
+    /// whatever region tag it carries.
+    public let residencyEnabled: Bool
 
     let arena: ByteArena
     let keys: [KeyDef]
@@ -139,6 +144,7 @@ public struct RoutingTable: Sendable {
         self.regionNames = compiler.regionNames
         self.tagSets = compiler.tagSets
         self.warnings = config.diagnostics + compiler.issues
+        self.residencyEnabled = config.backends.contains { $0.region != nil } || !config.regions.isEmpty
         self.arena = ByteArena(compiler.arena.bytes)
         self.keys = compiler.keys
         var byLen: [[Alias]] = Array(repeating: [], count: 65)
@@ -412,9 +418,11 @@ public struct RoutingTable: Sendable {
             }
             v.threshold = backendThreshold[v.selected]
         }
-        // Region pinning, fail closed.
+        // Region pinning, fail closed — only where the configuration pins something.
         v.backend = v.selected
-        if v.region != Int.min {
+        if !residencyEnabled {
+            trace?.note("residency is off (no backend has a region and no regions are configured): the selected backend is used")
+        } else if v.region != Int.min {
             let br = backendRegion[v.selected]
             if br != v.region || v.region < 0 {
                 let fb = v.region >= 0 ? fallbackByRegion[v.region] : -1

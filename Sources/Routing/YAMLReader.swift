@@ -107,6 +107,18 @@ struct YValue {
         return nil
     }
 
+    /// A duration in milliseconds: an integer (seconds) or a number with a unit (ms, s, m, h).
+    func durationMillis() -> Int? {
+        guard case .scalar(let sc) = node else { error(.invalidValue, "expected a duration like 200ms, got \(kindName)"); return nil }
+        let t = sc.string.trimmingSpaces
+        if let v = Double(t), v >= 0 { return Int(v * 1000) }
+        for (u, mult) in [("ms", 1.0), ("s", 1000.0), ("m", 60_000.0), ("h", 3_600_000.0)] where t.hasSuffix(u) {
+            if let v = Double(t.dropLast(u.count)), v >= 0 { return Int(v * mult) }
+        }
+        error(.invalidValue, "expected a duration like 200ms, 5s or 2m, got '\(t)'")
+        return nil
+    }
+
     var describe: String {
         if case .scalar(let s) = node { return "'\(s.string)'" }
         return kindName

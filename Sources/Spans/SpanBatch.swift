@@ -23,6 +23,9 @@ public struct BatchMetadata: Sendable, Hashable {
     public var declaredTraceCount: Int?
     /// Wall clock at receipt, nanoseconds since the epoch (0 = unknown).
     public var receivedAtNanos: Int64
+    /// Client headers an exporter passes on to a backend of the same family (Datadog's
+    /// `Datadog-Meta-Lang`, `Datadog-Meta-Tracer-Version`, …), in arrival order.
+    public var forwardHeaders: [(name: String, value: String)] = []
 
     public init(format: SpanFormat, listener: String = "", requestTags: [(key: String, value: String)] = [],
                 declaredTraceCount: Int? = nil, receivedAtNanos: Int64 = 0) {
@@ -37,11 +40,13 @@ public struct BatchMetadata: Sendable, Hashable {
         a.format == b.format && a.listener == b.listener && a.declaredTraceCount == b.declaredTraceCount
             && a.receivedAtNanos == b.receivedAtNanos
             && a.requestTags.elementsEqual(b.requestTags, by: { $0.key == $1.key && $0.value == $1.value })
+            && a.forwardHeaders.elementsEqual(b.forwardHeaders, by: { $0.name == $1.name && $0.value == $1.value })
     }
 
     public func hash(into h: inout Hasher) {
         h.combine(format); h.combine(listener); h.combine(declaredTraceCount); h.combine(receivedAtNanos)
         for t in requestTags { h.combine(t.key); h.combine(t.value) }
+        for f in forwardHeaders { h.combine(f.name); h.combine(f.value) }
     }
 }
 

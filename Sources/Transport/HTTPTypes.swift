@@ -21,7 +21,7 @@ public struct HTTPHeaders: Sendable, Sequence {
     }
 
     /// ASCII case-insensitive comparison without allocating (header lookups run per request).
-    static func sameName(_ a: String, _ b: String) -> Bool {
+    public static func sameName(_ a: String, _ b: String) -> Bool {
         guard a.utf8.count == b.utf8.count else { return false }
         for (x, y) in zip(a.utf8, b.utf8) where x != y {
             let lx = x &- 65 < 26 ? x | 0x20 : x
@@ -139,6 +139,13 @@ public struct EndpointRouter: Sendable, HTTPHandler {
     public mutating func register(_ method: String, _ path: String,
                                   _ body: @escaping @Sendable (HTTPRequest, @escaping @Sendable (HTTPResponse) -> Void) -> Void) {
         register(method, path, ClosureHandler(body))
+    }
+
+    /// Adds every route of `other` (its handler wins where both have one).
+    public mutating func merge(_ other: EndpointRouter) {
+        for (path, byMethod) in other.routes {
+            for (method, h) in byMethod { routes[path, default: [:]][method] = h }
+        }
     }
 
     public func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {

@@ -42,7 +42,11 @@ func renderCheck(_ t: RoutingTable, path: String) -> String {
     out.append("backends:")
     out += table([["NAME", "TYPE", "REGION", "SAMPLING", "TARGET", "DEFINED IN"]]
                  + t.backends.map { [$0.name, $0.kind.rawValue, $0.region ?? "-", percent($0.sampling), $0.target, $0.definedIn] })
-    if !t.regionNames.isEmpty {
+    if !t.residencyEnabled {
+        out.append("")
+        out.append("residency: off — no backend has a region and no regions are configured, so every span is delivered")
+        out.append("  whatever region it names (give a backend `region:` to pin spans to their region).")
+    } else if !t.regionNames.isEmpty {
         out.append("")
         out.append("regions (spans of a known region only go to backends of that region):")
         var rows = [["REGION", "ZONES", "OTHER BACKEND SELECTED →"]]

@@ -11,27 +11,47 @@ import Glibc
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the relay: accept Zipkin and Datadog spans over HTTP/1.1 and h2c.",
+        abstract: "Run the relay: accept Zipkin and Datadog spans, route them by mesh tags, forward them to their backends.",
         discussion: """
-        Endpoints on every listener:
+        Ingest endpoints on every --listen address (HTTP/1.1 and h2c):
           POST /api/v2/spans            Zipkin v2 JSON or proto3 (Content-Type application/x-protobuf)
           POST /api/v1/spans            Zipkin v1 JSON
-          PUT|POST /v0.3|v0.4|v0.5/traces   Datadog traces (msgpack; v0.3 also JSON); GET /info like an agent
-          GET /health/live, /health/ready, /status
-        Request bodies may be gzip, deflate or zstd encoded. SIGINT/SIGTERM stop accepting, let
-        in-flight requests finish within --grace seconds, and exit 0.
+          PUT|POST /v0.3|v0.4|v0.5|v0.7/traces   Datadog traces (msgpack; v0.3 also JSON); GET /info like an agent
+          PUT|POST /v0.6/stats          Datadog client stats (forwarded to the Datadog backend)
+        Admin endpoints on the admin address only: GET /health/live, /health/ready, /status
+        (and /debug/captured with --debug-capture).
+
+        Without --config the embedded default runs: Zipkin on 127.0.0.1:9411, Datadog on
+        127.0.0.1:8126, admin on 127.0.0.1:9901, and a `log` backend that prints a line per
+        batch — no tracing backend needed. Flags override the config's Relay document.
+
+        Spans are answered (202 / 200) once every backend queue they route to has taken them.
+        Each sending backend has its own queue (memory, then zstd spill files under
+        --spill-dir/<backend>/) and exporter (batching, retries with backoff). SIGINT/SIGTERM
+        stop accepting, let requests finish, send what is queued within --grace seconds and
+        spill the rest, which the next start replays first. Request bodies may be gzip,
+        deflate or zstd encoded.
         """)
 
-    @Option(name: .long, help: ArgumentHelp("Address to listen on, HOST:PORT (repeatable; IPv6 as [::1]:9411).", valueName: "host:port"))
+    @Option(name: .long, help: ArgumentHelp("Ingest address HOST:PORT (repeatable; IPv6 as [::1]:9411). Replaces the config's listeners; each serves Zipkin and Datadog.", valueName: "host:port"))
     var listen: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Admin address HOST:PORT for health, status and debug endpoints (default: the config's admin.address, else 127.0.0.1:9901).", valueName: "host:port"))
+    var admin: String?
 
     @Option(name: .long, help: ArgumentHelp("Config file (Relay document and Kuma resources). Without it the embedded default runs.", valueName: "file"))
     var config: String?
 
+    @Option(name: .customLong("spill-dir"), help: ArgumentHelp("Directory for the backends' spill segments (overrides spill.directory; default ./tracerelay-spill).", valueName: "dir"))
+    var spillDir: String?
+
+    @Option(name: .long, help: ArgumentHelp("This relay's own region (overrides the config's region).", valueName: "name"))
+    var region: String?
+
     @Option(name: .long, help: "Event loops (default: one per core).")
     var loops: Int?
 
-    @Option(name: .long, help: "Seconds in-flight requests get to finish on shutdown.")
+    @Option(name: .long, help: "Seconds shutdown may take: requests finish, queued spans are sent, the rest is spilled.")
     var grace: Int = 10
 
     @Option(name: .long, help: "Largest request body accepted, in bytes (after that: 413).")
@@ -48,6 +68,7 @@ struct ServeCommand: ParsableCommand {
         guard grace >= 0 else { throw ValidationError("--grace must be 0 or more seconds") }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
         if let loops, loops < 1 { throw ValidationError("--loops must be at least 1") }
+        if let spillDir, spillDir.isEmpty { throw ValidationError("--spill-dir must not be empty") }
     }
 
     func run() throws {
@@ -58,45 +79,43 @@ struct ServeCommand: ParsableCommand {
             return h
         }
         let logger = Logger(label: "tracerelay")
-        var settings = RelayService.Settings()
+        var overrides = RelayOverrides()
+        overrides.listen = listen
+        overrides.admin = admin
+        overrides.spillDirectory = spillDir
+        overrides.region = region
         let relayConfig: RelayConfig
+        let table: RoutingTable
         do {
-            relayConfig = try config.map { path throws(ConfigError) in try RelayConfig.load(path: path) } ?? RelayConfig.embeddedDefault
-            settings.routing = try RoutingTable(relayConfig)
+            let loaded = try config.map { path throws(ConfigError) in try RelayConfig.load(path: path) } ?? RelayConfig.embeddedDefault
+            relayConfig = loaded.applying(overrides)
+            table = try RoutingTable(relayConfig)
         } catch {
             printError("tracerelay: \(config ?? "embedded default config") is not valid:\n\(error)\nRun `tracerelay check --config FILE` for the full report.")
             throw ExitCode(1)
         }
-        for issue in relayConfig.diagnostics + (settings.routing?.warnings ?? []) {
+        for issue in table.warnings {
             logger.warning("config", metadata: ["issue": "\(issue)"])
         }
         logger.info("config loaded", metadata: ["config": "\(config ?? "embedded default")",
-                                                "backends": "\(relayConfig.backends.map(\.name).joined(separator: ","))"])
-        settings.listeners = try relayConfig.listeners.map { l in
-            do { return try ListenAddress(parsing: l.address, name: l.name) } catch {
-                throw ValidationError("listener \(l.name) (\(l.address)): \(error)")
-            }
-        }
-        for l in relayConfig.listeners where !l.tags.isEmpty {
-            settings.ingest.listenerTags[l.name] = l.tags.map { ($0.key, $0.value) }
-        }
-        if relayConfig.trustUpstreamTags {
-            settings.ingest.trustedListeners = Set(relayConfig.listeners.map(\.name))
-        }
-        if !listen.isEmpty {
-            settings.listeners = try listen.enumerated().map { i, text in
-                do { return try ListenAddress(parsing: text, name: i == 0 ? "default" : "listener\(i)") } catch {
-                    throw ValidationError("--listen \(text): \(error)")
-                }
-            }
+                                                "backends": "\(relayConfig.backends.map(\.name).joined(separator: ","))",
+                                                "residency": "\(table.residencyEnabled ? "on" : "off (no region configured)")"])
+        var settings: RelayService.Settings
+        do { settings = try RelayService.Settings(config: relayConfig, table: table, overrides: overrides) } catch {
+            printError("tracerelay: \(error)")
+            throw ExitCode(1)
         }
         settings.server.loops = loops
         settings.server.maxBodyBytes = maxBodyBytes
         settings.shutdownGrace = .seconds(grace)
         settings.debugCapture = debugCapture
-        let service = RelayService(settings: settings, logger: logger)
-        do { try service.start() } catch {
+        let service: RelayService
+        do {
+            service = try RelayService(settings: settings, logger: logger)
+            try service.start()
+        } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
+            printError("tracerelay: cannot start: \(error)")
             throw ExitCode(1)
         }
         installSignalHandlers(service: service, logger: logger)

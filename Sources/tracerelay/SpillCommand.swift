@@ -1,6 +1,47 @@
 import ArgumentParser
 import Buffering
+import Codecs
 import Glibc
+
+/// Prints the spans of a `file` backend's directory (zstd NDJSON segments, oldest first).
+/// Returns false when the directory holds no such file (then it is a spill directory).
+func catSpanFiles(_ directory: String) throws -> Bool {
+    guard let dir = opendir(directory) else { return false }
+    var names: [String] = []
+    while let e = readdir(dir) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        if name.hasPrefix("spans-") && name.hasSuffix(".ndjson.zst") { names.append(name) }
+    }
+    closedir(dir)
+    guard !names.isEmpty else { return false }
+    for name in names.sorted() {
+        let path = directory + "/" + name
+        guard let f = fopen(path, "rb") else { throw ValidationError("cannot open \(path)") }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, f)
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        fclose(f)
+        do {
+            let text = try ContentDecoding.decode(bytes, contentEncoding: "zstd",
+                                                  limits: DecompressionLimits(maxBytes: 1 << 36, maxRatio: 1 << 20))
+            text.withUnsafeBytes { p in var off = 0; while off < p.count { let n = write(1, p.baseAddress! + off, p.count - off); if n <= 0 { break }; off += n } }
+        } catch {
+            FileHandleLike.stderr("BAD \(path): \(error)\n")
+        }
+    }
+    return true
+}
+
+enum FileHandleLike {
+    static func stderr(_ s: String) {
+        var s = s
+        s.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    }
+}
 
 /// `tracerelay spill ls|verify|cat DIR`: inspect spill segments without a running relay.
 /// DIR is the spill directory (one folder per backend) or one backend's folder.
@@ -52,9 +93,10 @@ struct SpillCommand: ParsableCommand {
 
     struct Cat: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "cat", abstract: "Dump records as JSON lines (damaged frames are reported on stderr).")
-        @Argument(help: "Spill directory or one backend's directory.") var directory: String
+        @Argument(help: "Spill directory or one backend's directory; or a `file` backend's directory (its spans-*.ndjson.zst files are printed, oldest first).") var directory: String
 
         func run() throws {
+            if try catSpanFiles(directory) { return }
             let problems = try SpillInspector.dump(directory) { print($0) }
             for p in problems { writeStderr("BAD \(p)\n") }
             if !problems.isEmpty { throw ExitCode(1) }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Relay
 
 struct TracerelayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,4 +15,4 @@ struct TracerelayCommand: ParsableCommand {
         defaultSubcommand: nil)
 }
 
-let tracerelayVersion = "0.1.0"
+let tracerelayVersion = relayVersion

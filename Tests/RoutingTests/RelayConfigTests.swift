@@ -91,10 +91,67 @@ import Spans
 
     @Test func embeddedDefaultWorksWithoutBackends() throws {
         let c = RelayConfig.embeddedDefault
-        #expect(c.listeners.map(\.address) == ["127.0.0.1:9411"])
+        #expect(c.listeners.map(\.address) == ["127.0.0.1:9411", "127.0.0.1:8126"])
+        #expect(c.adminAddress == "127.0.0.1:9901")
         #expect(c.backends.map(\.kind) == [.log])
         let t = try RoutingTable(c)
         #expect(t.route(0, in: makeBatch([TestSpan(service: "x")])).backend == 0)
+        // No region configured: residency is off, a span naming a region is still delivered.
+        #expect(!t.residencyEnabled)
+        let d = t.route(0, in: makeBatch([TestSpan(tags: [("region", "us-east-1")], service: "x")]))
+        #expect(d.backend == 0 && d.refusal == nil)
+    }
+
+    @Test func residencyTurnsOnWithTheFirstPin() throws {
+        let yaml = """
+        type: Mesh
+        name: default
+        tracing:
+          defaultBackend: a
+          backends:
+            - name: a
+              type: discard
+            - name: b
+              type: discard
+              region: eu
+        """
+        let t = try RoutingTable(try RelayConfig.parse(yaml: yaml))
+        #expect(t.residencyEnabled)
+        // `a` has no region: a span of region us is refused (fail closed), one without a region is not.
+        #expect(t.route(0, in: makeBatch([TestSpan(tags: [("region", "us")], service: "x")])).refusal == .residency)
+        #expect(t.route(0, in: makeBatch([TestSpan(service: "x")])).backend == 0)
+    }
+
+    @Test func exportOptionsAndFileBackendsParse() throws {
+        let yaml = """
+        type: Relay
+        backends:
+          - name: central
+            type: tracerelay
+            export: {protocol: http1, compression: zstd, batchSpans: 10, batchBytes: 64KiB, batchDelay: 50ms,
+                     concurrency: 2, timeout: 2s, maxBackoff: 1s, downAfter: 5}
+            conf:
+              url: http://127.0.0.1:1/api/v2/spans
+              urls: [http://127.0.0.1:2/api/v2/spans]
+          - name: archive
+            type: file
+            conf: {path: /tmp/x, maxFileBytes: 1MiB}
+        ---
+        type: Mesh
+        name: default
+        tracing:
+          defaultBackend: central
+        """
+        let c = try RelayConfig.parse(yaml: yaml)
+        let central = try #require(c.backend(named: "central"))
+        #expect(central.urls == ["http://127.0.0.1:1/api/v2/spans", "http://127.0.0.1:2/api/v2/spans"])
+        #expect(central.export.protocolVersion == .http1 && central.export.compression == .zstd)
+        #expect(central.export.batchSpans == 10 && central.export.batchBytes == 65536 && central.export.batchDelayMillis == 50)
+        #expect(central.export.concurrency == 2 && central.export.timeoutSeconds == 2 && central.export.maxBackoffSeconds == 1)
+        #expect(central.export.downAfter == 5)
+        let archive = try #require(c.backend(named: "archive"))
+        #expect(archive.kind == .file && archive.path == "/tmp/x" && archive.maxFileBytes == 1 << 20)
+        #expect(c.diagnostics.isEmpty, "\(c.diagnostics)")
     }
 
     struct BadCase: Sendable, CustomStringConvertible {

@@ -188,6 +188,16 @@ public enum ZipkinJSONV2 {
         out.append(UInt8(ascii: "]"))
     }
 
+    /// Appends the spans as newline-delimited JSON: one Zipkin v2 span object a line, each
+    /// re-encoded (a span's original bytes may hold newlines, so `raw` is never reused here).
+    public static func encodeLines(_ batch: SpanBatch, spans: [Int]? = nil, into out: inout [UInt8]) {
+        if let spans {
+            for i in spans { encodeSpan(batch.spans[i], of: batch, into: &out); out.append(UInt8(ascii: "\n")) }
+        } else {
+            for s in batch.spans { encodeSpan(s, of: batch, into: &out); out.append(UInt8(ascii: "\n")) }
+        }
+    }
+
     static func encodeSpan(_ s: Span, of batch: SpanBatch, into out: inout [UInt8]) {
         JSONWriter.raw("{\"traceId\":\"", to: &out)
         if s.traceID.high != 0 { JSONWriter.hex16(s.traceID.high, to: &out) }

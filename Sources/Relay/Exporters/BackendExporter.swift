@@ -1,0 +1,272 @@
+import Buffering
+import Dispatch
+import Logging
+import Routing
+import Transport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Drains one backend's `BackendQueue`: takes records, joins them into batches (by spans,
+/// bytes and time), sends up to `concurrency` batches at once, acknowledges what the backend
+/// took, requeues what may succeed later (exponential backoff with jitter, `Retry-After`
+/// honoured) and drops what never will. After `downAfter` consecutive failures the backend is
+/// marked down — its queue spills to disk — and single probe requests test it until one
+/// succeeds. Each backend has its own exporter, queue and connections, so one slow or dead
+/// backend never slows another.
+///
+/// All state is confined to `queue` (a serial queue of its own); the backend queue's handler
+/// and the sender's completions hop onto it.
+final class BackendExporter: @unchecked Sendable {
+    let name: String
+    let backendQueue: BackendQueue
+    let sender: any PayloadSender
+    let stats: BackendStats
+    private let options: ExportOptions
+    private let queue: DispatchQueue
+    private let logger: Logger
+
+    // MARK: state on `queue`
+    private var inFlight = 0
+    /// Batches complete and waiting for a send slot.
+    private var ready: [[Delivery]] = []
+    /// The batch being filled.
+    private var acc: [Delivery] = []
+    private var accSpans = 0
+    private var accBytes = 0
+    private var accMeta: ArraySlice<UInt8> = []
+    private var accSince: UInt64 = 0
+    private var waiting = false
+    private var timerAt: UInt64 = .max
+    private var failures = 0
+    private var down = false
+    private var backoffUntil: UInt64 = 0
+    private var flushing = false
+    private var stopped = false
+    private var lastPermanentLog: UInt64 = 0
+    private var suppressedPermanent = 0
+
+    init(name: String, backendQueue: BackendQueue, sender: any PayloadSender, options: ExportOptions,
+         stats: BackendStats, logger: Logger) {
+        self.name = name
+        self.backendQueue = backendQueue
+        self.sender = sender
+        self.options = options
+        self.stats = stats
+        var logger = logger
+        logger[metadataKey: "backend"] = .string(name)
+        self.logger = logger
+        self.queue = DispatchQueue(label: "tracerelay.export.\(name)")
+    }
+
+    func start() { queue.async { self.pump() } }
+
+    // MARK: the loop
+
+    private var batchDelayNanos: UInt64 { UInt64(max(0, options.batchDelayMillis)) * 1_000_000 }
+
+    /// Sends what can be sent now; arranges to be called again when that changes.
+    private func pump() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard !stopped else { return }
+        let now = nanosNow()
+        if backoffUntil > now {
+            arm(at: backoffUntil)
+            return
+        }
+        let limit = down ? 1 : max(1, options.concurrency)
+        while inFlight < limit {
+            if let batch = takeBatch(now: now) {
+                send(batch)
+                continue
+            }
+            let got = backendQueue.next(maxBytes: max(1, options.batchBytes - accBytes))
+            if got.isEmpty {
+                if !acc.isEmpty { arm(at: accSince &+ batchDelayNanos) }
+                if !waiting {
+                    waiting = true
+                    backendQueue.next(maxBytes: options.batchBytes, on: queue) { [weak self] deliveries in
+                        guard let self else { return }
+                        self.waiting = false
+                        self.add(deliveries)
+                        self.pump()
+                    }
+                }
+                return
+            }
+            add(got)
+        }
+    }
+
+    /// A batch to send now: a complete one, or the one being filled once it is old enough.
+    private func takeBatch(now: UInt64) -> [Delivery]? {
+        if !ready.isEmpty { return ready.removeFirst() }
+        if !acc.isEmpty && (flushing || now >= accSince &+ batchDelayNanos) { return closeAcc() }
+        return nil
+    }
+
+    private func closeAcc() -> [Delivery] {
+        let b = acc
+        acc = []
+        accSpans = 0
+        accBytes = 0
+        return b
+    }
+
+    /// Adds records to the batch being filled; a record of another format or header group
+    /// closes the batch first, and a full batch moves to `ready`.
+    private func add(_ deliveries: [Delivery]) {
+        guard !stopped else {
+            for d in deliveries { backendQueue.nack(d) }
+            return
+        }
+        for d in deliveries {
+            guard RecordMeta(d.record.metadata) != nil else {
+                // Written by a version that encoded differently: it cannot be sent as it is.
+                backendQueue.ack(d)
+                stats.update { $0.droppedSpans += d.record.spanCount; $0.lastError = "undecodable queued record dropped" }
+                logger.warning("dropping a queued record this version cannot decode", metadata: ["spans": "\(d.record.spanCount)"])
+                continue
+            }
+            if !acc.isEmpty && d.record.metadata != accMeta { ready.append(closeAcc()) }
+            if acc.isEmpty {
+                accSince = nanosNow()
+                accMeta = d.record.metadata
+            }
+            acc.append(d)
+            accSpans += d.record.spanCount
+            accBytes += d.record.bytes.count
+            if accSpans >= options.batchSpans || accBytes >= options.batchBytes { ready.append(closeAcc()) }
+        }
+    }
+
+    private func arm(at deadline: UInt64) {
+        guard deadline < timerAt else { return }
+        timerAt = deadline
+        let now = nanosNow()
+        let delay = deadline > now ? deadline - now : 0
+        queue.asyncAfter(deadline: .now() + .nanoseconds(Int(min(delay, UInt64(Int.max))))) { [weak self] in
+            guard let self else { return }
+            if self.timerAt == deadline { self.timerAt = .max }
+            self.pump()
+        }
+    }
+
+    // MARK: sending
+
+    private func send(_ batch: [Delivery]) {
+        guard let meta = RecordMeta(batch[0].record.metadata) else { return }
+        inFlight += 1
+        let payload = Payload.join(batch.map(\.record), meta: meta)
+        let started = nanosNow()
+        sender.send(payload) { [weak self] outcome in
+            guard let self else { return }
+            self.queue.async { self.finished(batch, payload: payload, outcome: outcome, started: started) }
+        }
+    }
+
+    private func finished(_ batch: [Delivery], payload: Payload, outcome: SendOutcome, started: UInt64) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        inFlight -= 1
+        let spans = payload.spanCount
+        switch outcome {
+        case .delivered:
+            for d in batch { backendQueue.ack(d) }
+            let latency = Double(nanosNow() &- started) / 1e9
+            stats.update {
+                $0.sentSpans += spans
+                $0.sentRequests += 1
+                $0.sentBytes += payload.body.count
+                $0.lastLatencySeconds = latency
+                $0.up = true
+            }
+            failures = 0
+            if down {
+                down = false
+                backendQueue.markUp()
+                logger.notice("backend is up again; replaying what was queued", metadata: ["target": "\(sender.target)"])
+            }
+        case .permanent(let reason):
+            for d in batch { backendQueue.ack(d) }
+            stats.update { $0.droppedSpans += spans; $0.lastError = reason }
+            // A permanent answer repeats for every batch: one line a minute, with the count.
+            let now = nanosNow()
+            if now &- lastPermanentLog > 60_000_000_000 || lastPermanentLog == 0 {
+                logger.error("backend refused spans for good; dropped", metadata: [
+                    "target": "\(sender.target)", "spans": "\(spans)", "answer": "\(reason)",
+                    "suppressed.since.last": "\(suppressedPermanent)",
+                ])
+                lastPermanentLog = now
+                suppressedPermanent = 0
+            } else {
+                suppressedPermanent += 1
+            }
+            failures = 0
+        case .retryable(let reason, let retryAfter):
+            // Back in the queue, delivered again before anything newer.
+            for d in batch.reversed() { backendQueue.nack(d) }
+            failures += 1
+            stats.update { $0.failedRequests += 1; $0.retriedSpans += spans; $0.lastError = reason }
+            if !stopped {
+                let delay = retryAfter.map { min($0, options.maxBackoffSeconds * 4) } ?? backoff(failures)
+                backoffUntil = nanosNow() &+ UInt64(delay * 1e9)
+                if failures >= options.downAfter && !down {
+                    down = true
+                    backendQueue.markDown()
+                    stats.update { $0.up = false }
+                    logger.warning("backend is down; its queue spills to disk and one probe request at a time tests it",
+                                   metadata: ["target": "\(sender.target)", "error": "\(reason)", "failures": "\(failures)"])
+                } else if failures == 1 {
+                    logger.info("send failed; retrying", metadata: ["target": "\(sender.target)", "error": "\(reason)"])
+                }
+            }
+        }
+        pump()
+    }
+
+    /// 100 ms × 2^(n−1), capped, with ±50 % jitter so relays do not retry in step.
+    private func backoff(_ n: Int) -> Double {
+        let base = min(options.maxBackoffSeconds, 0.1 * Double(1 << min(20, max(0, n - 1))))
+        return base * Double.random(in: 0.5...1.0)
+    }
+
+    // MARK: shutdown
+
+    /// Sends what is queued without waiting for batches to fill, until the queue is empty, the
+    /// backend is down, or `deadline` (monotonic ns) passes; then calls `completion`.
+    func flush(until deadline: UInt64, completion: @escaping @Sendable () -> Void) {
+        queue.async {
+            self.flushing = true
+            self.pump()
+            self.checkFlushed(deadline: deadline, completion: completion)
+        }
+    }
+
+    private func checkFlushed(deadline: UInt64, completion: @escaping @Sendable () -> Void) {
+        let empty = inFlight == 0 && acc.isEmpty && ready.isEmpty && backendQueue.statistics().records == 0
+        if empty || down || nanosNow() >= deadline || stopped {
+            completion()
+            return
+        }
+        queue.asyncAfter(deadline: .now() + .milliseconds(20)) { self.checkFlushed(deadline: deadline, completion: completion) }
+    }
+
+    /// Stops sending, fails what is in flight and closes the queue: what was not delivered
+    /// (in memory, in flight, being batched) is written to the spill directory and replayed by
+    /// the next start. Blocks until done.
+    func stop() {
+        queue.sync { stopped = true }
+        sender.shutdown()
+        backendQueue.shutdown()
+    }
+
+    /// The backend's queue gauges and this exporter's counters.
+    var isDown: Bool { queue.sync { down } }
+}
+
+@inline(__always)
+func nanosNow() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}

@@ -1,0 +1,26 @@
+import Synchronization
+
+/// Counters of one backend's exporter, read by `/status` (and the metrics endpoint later) and
+/// asserted by tests.
+public final class BackendStats: Sendable {
+    public struct Snapshot: Sendable, Equatable {
+        public var sentSpans = 0
+        public var sentRequests = 0
+        public var sentBytes = 0
+        /// Requests that failed in a retryable way (their spans were queued again).
+        public var failedRequests = 0
+        /// Span deliveries retried (a span retried twice counts twice).
+        public var retriedSpans = 0
+        /// Spans dropped for good: permanent backend answers, undecodable records.
+        public var droppedSpans = 0
+        /// The backend is up (false after `downAfter` consecutive failures, until a probe succeeds).
+        public var up = true
+        public var lastError: String?
+        /// Export latency of the last successful request, seconds.
+        public var lastLatencySeconds: Double = 0
+    }
+    private let state = Mutex(Snapshot())
+    public init() {}
+    public var snapshot: Snapshot { state.withLock { $0 } }
+    func update(_ body: (inout Snapshot) -> Void) { state.withLock { body(&$0) } }
+}

@@ -1,0 +1,66 @@
+import Routing
+import Transport
+
+/// What the command line may override in the Relay document (flags win over the file).
+public struct RelayOverrides: Sendable {
+    /// `--listen` (repeatable): replaces the configured ingest listeners.
+    public var listen: [String] = []
+    /// `--admin`: replaces `admin.address`.
+    public var admin: String?
+    /// `--spill-dir`: replaces `spill.directory`.
+    public var spillDirectory: String?
+    /// `--region`: replaces the relay's own `region`.
+    public var region: String?
+    public init() {}
+}
+
+extension RelayConfig {
+    /// The configuration with the command line's overrides that routing depends on (the region).
+    public func applying(_ o: RelayOverrides) -> RelayConfig {
+        var c = self
+        if let r = o.region { c.region = r }
+        return c
+    }
+}
+
+extension RelayService.Settings {
+    /// The service's settings from a loaded configuration and the command line: listeners
+    /// (with their static tags), the admin listener, spill settings, trusted upstream tags.
+    /// - Throws: `RelayStartError` naming the address that does not parse.
+    public init(config: RelayConfig, table: RoutingTable, overrides o: RelayOverrides) throws(RelayStartError) {
+        self.init()
+        routing = table
+        spill = config.spill
+        if let d = o.spillDirectory { spill.directory = d }
+        if o.listen.isEmpty {
+            listeners = []
+            for l in config.listeners {
+                guard l.name != ListenerRouter.adminName else {
+                    throw RelayStartError(message: "listener name '\(l.name)' is reserved for the admin listener; rename it")
+                }
+                do { listeners.append(try ListenAddress(parsing: l.address, name: l.name)) } catch {
+                    throw RelayStartError(message: "listener \(l.name) (\(l.address)): \(error)")
+                }
+                if !l.tags.isEmpty { ingest.listenerTags[l.name] = l.tags.map { ($0.key, $0.value) } }
+            }
+            if config.trustUpstreamTags { ingest.trustedListeners = Set(config.listeners.map(\.name)) }
+        } else {
+            listeners = []
+            for (i, text) in o.listen.enumerated() {
+                // Named like the configured listener at the same position, so its tags and trust apply.
+                let name = i < config.listeners.count ? config.listeners[i].name : "listener\(i)"
+                do { listeners.append(try ListenAddress(parsing: text, name: name)) } catch {
+                    throw RelayStartError(message: "--listen \(text): \(error)")
+                }
+                if i < config.listeners.count, !config.listeners[i].tags.isEmpty {
+                    ingest.listenerTags[name] = config.listeners[i].tags.map { ($0.key, $0.value) }
+                }
+                if config.trustUpstreamTags { ingest.trustedListeners.insert(name) }
+            }
+        }
+        let adminText = o.admin ?? config.adminAddress
+        do { admin = try ListenAddress(parsing: adminText, name: ListenerRouter.adminName) } catch {
+            throw RelayStartError(message: "admin address \(adminText): \(error)")
+        }
+    }
+}

@@ -1,0 +1,255 @@
+import Codecs
+import Dispatch
+import Foundation
+import Logging
+import Routing
+import Spans
+import Synchronization
+import Testing
+import Transport
+@testable import Relay
+
+/// A backend over real loopback sockets: the project's own HTTP server, recording what it is
+/// sent and answering as the test says.
+final class SinkServer: Sendable {
+    struct Received: Sendable { var path: String; var headers: HTTPHeaders; var body: [UInt8] }
+    final class State: Sendable {
+        let received = Mutex<[Received]>([])
+        /// Status (and body) to answer; 200 by default.
+        let answer = Mutex<(status: Int, body: String, headers: [(name: String, value: String)])>((200, "", []))
+    }
+    let state = State()
+    let server: HTTPServer
+    let port: Int
+
+    init(port: Int = 0) throws {
+        let state = self.state
+        server = HTTPServer(handler: ClosureHandler { req, respond in
+            var body = req.body
+            if let enc = req.headers["content-encoding"] {
+                body = (try? ContentDecoding.decode(body, contentEncoding: enc, limits: DecompressionLimits())) ?? []
+            }
+            state.received.withLock { $0.append(Received(path: req.path, headers: req.headers, body: body)) }
+            let a = state.answer.withLock { $0 }
+            respond(HTTPResponse(status: a.status, headers: a.headers + [("Content-Type", "application/json")], body: Array(a.body.utf8)))
+        }, logger: Logger(label: "sink"))
+        try server.start(listeners: [ListenAddress(host: "127.0.0.1", port: port)])
+        self.port = server.boundPorts[0]
+    }
+
+    var requests: [Received] { state.received.withLock { $0 } }
+
+    /// Every Zipkin span id received (JSON bodies).
+    func zipkinIDs() throws -> [UInt64] {
+        try requests.filter { $0.path == "/api/v2/spans" }.flatMap { r in
+            try ZipkinJSONV2.decode(r.body, metadata: BatchMetadata(format: .zipkinV2JSON)).spans.map(\.id)
+        }
+    }
+
+    func stop() {
+        let done = DispatchSemaphore(value: 0)
+        server.shutdown(grace: .milliseconds(100)) { done.signal() }
+        done.wait()
+    }
+}
+
+/// A relay over real sockets with a config text; ingest on a free port, no admin listener.
+final class TestRelay: Sendable {
+    let service: RelayService
+    let port: Int
+    let spillDir: String
+
+    init(_ yaml: String, spillDir: String? = nil, debugCapture: Int = 0) throws {
+        let config = try RelayConfig.parse(yaml: yaml)
+        let table = try RoutingTable(config)
+        var o = RelayOverrides()
+        o.listen = ["127.0.0.1:0"]
+        let dir = spillDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("tr-pipeline-\(UInt64.random(in: 0..<UInt64.max))").path
+        o.spillDirectory = dir
+        var s = try RelayService.Settings(config: config, table: table, overrides: o)
+        s.admin = nil
+        s.debugCapture = debugCapture
+        s.shutdownGrace = .seconds(2)
+        service = try RelayService(settings: s, logger: Logger(label: "relay"))
+        try service.start()
+        port = service.boundListeners[0].port
+        self.spillDir = dir
+    }
+
+    /// POSTs with the project's HTTP client (a fresh one each time, so every request is independent).
+    func post(_ path: String, _ body: [UInt8], headers: [(String, String)] = [("Content-Type", "application/json")]) throws -> (Int, [(String, String)], String) {
+        let client = HTTPClient(endpoint: ClientEndpoint(host: "127.0.0.1", port: port), group: TestRelay.clientGroup, logger: Logger(label: "client"))
+        defer { client.shutdown() }
+        let out = Mutex<(Int, [(String, String)], String)?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        client.send(ClientRequest(method: "POST", path: path, headers: headers.map { (name: $0.0, value: $0.1) }, body: body)) { r in
+            switch r {
+            case .success(let resp):
+                out.withLock { $0 = (resp.status, resp.headers.map { ($0.name, $0.value) }, String(decoding: resp.body, as: UTF8.self)) }
+            case .failure(let e):
+                out.withLock { $0 = (-1, [], e.description) }
+            }
+            done.signal()
+        }
+        _ = done.wait(timeout: .now() + 10)
+        return out.withLock { $0 } ?? (-1, [], "timeout")
+    }
+
+    static let clientGroup = EventLoopGroup(loopCount: 1)
+
+    func stop() {
+        let done = DispatchSemaphore(value: 0)
+        service.shutdown { done.signal() }
+        done.wait()
+    }
+
+    func stats(_ backend: String) -> BackendStats.Snapshot { service.backendStats[backend]!.snapshot }
+}
+
+func zipkinBody(_ ids: Range<Int>, trace: Int = 1) -> [UInt8] {
+    let spans = ids.map { i in
+        #"{"traceId":"\#(String(trace, radix: 16))","id":"\#(String(i + 1, radix: 16))","name":"op","timestamp":1700000000000000,"duration":5,"localEndpoint":{"serviceName":"web"}}"#
+    }
+    return Array(("[" + spans.joined(separator: ",") + "]").utf8)
+}
+
+/// Waits (bounded) until `condition` holds.
+func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(20_000)
+    }
+    return try condition()
+}
+
+func zipkinConfig(_ port: Int, extra: String = "", spill: String = "") -> String {
+    """
+    type: Relay
+    \(spill)
+    backends:
+      - name: sink
+        type: zipkin
+        export: {batchDelay: 20ms, maxBackoff: 200ms, downAfter: 2 \(extra)}
+        conf: {url: 'http://127.0.0.1:\(port)/api/v2/spans', traceId128bit: true}
+    ---
+    type: Mesh
+    name: default
+    tracing:
+      defaultBackend: sink
+    """
+}
+
+@Suite(.serialized) struct PipelineTests {
+    @Test func spansReachTheBackendOnceAndInOrder() throws {
+        let sink = try SinkServer()
+        defer { sink.stop() }
+        let relay = try TestRelay(zipkinConfig(sink.port))
+        defer { relay.stop() }
+        for k in 0..<10 {
+            let (status, _, _) = try relay.post("/api/v2/spans", zipkinBody((k * 50)..<((k + 1) * 50)))
+            #expect(status == 202)
+        }
+        #expect(try eventually { try sink.zipkinIDs().count >= 500 })
+        let ids = try sink.zipkinIDs()
+        #expect(ids.count == 500, "no span twice")
+        #expect(Set(ids) == Set((1...500).map(UInt64.init)))
+        #expect(relay.stats("sink").sentSpans == 500)
+        #expect(sink.requests.count < 10, "records are batched into fewer requests (\(sink.requests.count))")
+    }
+
+    @Test func retryableAnswersAreRetriedUntilDelivered() throws {
+        let sink = try SinkServer()
+        defer { sink.stop() }
+        sink.state.answer.withLock { $0 = (503, "{\"error\":\"busy\"}", []) }
+        let relay = try TestRelay(zipkinConfig(sink.port))
+        defer { relay.stop() }
+        #expect(try relay.post("/api/v2/spans", zipkinBody(0..<20)).0 == 202)
+        #expect(eventually { relay.stats("sink").failedRequests >= 2 })
+        #expect(eventually { !relay.stats("sink").up }, "marked down after downAfter failures")
+        sink.state.answer.withLock { $0 = (200, "", []) }
+        #expect(try eventually { Set(try sink.zipkinIDs()).count == 20 })
+        #expect(relay.stats("sink").sentSpans == 20)
+        #expect(relay.stats("sink").up)
+    }
+
+    @Test func permanentAnswersDropAndCountWithoutLooping() throws {
+        let sink = try SinkServer()
+        defer { sink.stop() }
+        sink.state.answer.withLock { $0 = (400, "{\"error\":\"bad span\"}", []) }
+        let relay = try TestRelay(zipkinConfig(sink.port))
+        defer { relay.stop() }
+        #expect(try relay.post("/api/v2/spans", zipkinBody(0..<7)).0 == 202)
+        #expect(eventually { relay.stats("sink").droppedSpans == 7 })
+        usleep(300_000)
+        #expect(sink.requests.count == 1, "a permanent answer is not retried")
+        #expect(relay.stats("sink").lastError?.contains("bad span") == true)
+    }
+
+    @Test func fullQueueAnswers429WithRetryAfterAndLosesNothingAccepted() throws {
+        let sink = try SinkServer()
+        let port = sink.port
+        sink.stop() // the backend is down from the start
+        let spill = "spill: {memoryBytes: 4KiB, maxDiskBytes: 64KiB, whenFull: reject, durability: memory}"
+        let relay = try TestRelay(zipkinConfig(port, spill: spill))
+        defer { relay.stop() }
+        var accepted: [Range<Int>] = []
+        var saw429 = false
+        for k in 0..<40 {
+            let r = (k * 10)..<((k + 1) * 10)
+            let (status, headers, _) = try relay.post("/api/v2/spans", zipkinBody(r))
+            if status == 202 { accepted.append(r) }
+            if status == 429 {
+                saw429 = true
+                #expect(headers.contains { $0.0.lowercased() == "retry-after" })
+            }
+        }
+        #expect(saw429)
+        #expect(!accepted.isEmpty)
+        let back = try SinkServer(port: port)
+        defer { back.stop() }
+        let want = Set(accepted.flatMap { $0 }.map { UInt64($0 + 1) })
+        #expect(try eventually(15) { want.isSubset(of: Set(try back.zipkinIDs())) })
+    }
+
+    @Test func shutdownSpillsWhatIsUnsentAndTheNextStartReplaysIt() throws {
+        let sink = try SinkServer()
+        let port = sink.port
+        sink.stop()
+        let first = try TestRelay(zipkinConfig(port))
+        #expect(try first.post("/api/v2/spans", zipkinBody(0..<30)).0 == 202)
+        first.stop()
+        let back = try SinkServer(port: port)
+        defer { back.stop() }
+        let second = try TestRelay(zipkinConfig(port), spillDir: first.spillDir)
+        defer { second.stop() }
+        #expect(try eventually(15) { Set(try back.zipkinIDs()).count == 30 })
+    }
+
+    @Test func datadogRatesArePassedBackToTracers() throws {
+        let sink = try SinkServer()
+        defer { sink.stop() }
+        sink.state.answer.withLock { $0 = (200, #"{"rate_by_service":{"service:web,env:":0.25}}"#, []) }
+        let relay = try TestRelay("""
+        type: Mesh
+        name: default
+        tracing:
+          defaultBackend: dd
+          backends:
+            - {name: dd, type: datadog, export: {batchDelay: 10ms}, conf: {address: 127.0.0.1, port: \(sink.port)}}
+        """)
+        defer { relay.stop() }
+        let z = zipkinBody(0..<3)
+        #expect(try relay.post("/api/v2/spans", z).0 == 202)
+        #expect(eventually { !sink.requests.isEmpty })
+        let req = sink.requests[0]
+        #expect(req.path == "/v0.4/traces")
+        #expect(req.headers["x-datadog-trace-count"] == "1")
+        #expect(try DatadogV04.decode(req.body, metadata: BatchMetadata(format: .datadogV04)).count == 3)
+        // A Datadog tracer whose spans route to that backend now gets its rates.
+        let dd = #"[[{"trace_id":7,"span_id":8,"name":"x","service":"web","resource":"r","start":1700000000000000000,"duration":10}]]"#
+        let (status, _, body) = try relay.post("/v0.4/traces", Array(dd.utf8))
+        #expect(status == 200)
+        #expect(body.contains("\"service:web,env:\":0.25"), "\(body)")
+    }
+}
