@@ -24,7 +24,7 @@ import Glibc
 /// - `close(fd)` happens only in the read source's cancel handler, which (if a write source
 ///   exists) is triggered from the write source's cancel handler, so both are cancelled
 ///   before the fd goes away.
-final class Connection: ConnectionContext, @unchecked Sendable {
+final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
     let fd: Int32
     let queue: DispatchQueue
     let remoteAddress: String

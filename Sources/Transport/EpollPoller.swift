@@ -19,13 +19,14 @@ internal import CShims
 /// fires again, so the handler may stop after a bounded batch.
 ///
 /// Everything here runs on `queue` (the loop's serial queue); created lazily by the first
-/// connection of the loop.
+/// connection of the loop. Server connections (`Connection`) and outbound client connections
+/// (`ClientConnection`) share it through `PollTarget`.
 final class EpollPoller: @unchecked Sendable {
     let fd: Int32
     private let queue: DispatchQueue
     private var source: DispatchSourceRead?
     private var timer: DispatchSourceTimer?
-    private var slots: [Connection?] = []
+    private var slots: [(any PollTarget)?] = []
     private var generations: [UInt32] = []
     private var freeSlots: [Int] = []
     private let datas: UnsafeMutablePointer<UInt64>
@@ -37,6 +38,8 @@ final class EpollPoller: @unchecked Sendable {
 
     /// Live registrations (for tests).
     private(set) var registered = 0
+    /// Period of the tick timer: the shortest any registration asked for.
+    private var tickNanos: UInt64 = .max
 
     init(queue: DispatchQueue) throws(SystemCallError) {
         self.queue = queue
@@ -60,6 +63,7 @@ final class EpollPoller: @unchecked Sendable {
         s.activate()
 
         let t = DispatchSource.makeTimerSource(queue: queue)
+        tickNanos = tick.nanoseconds
         t.schedule(deadline: .now() + tick, repeating: tick, leeway: tick.quarter)
         t.setEventHandler { [weak self] in self?.tickAll() }
         t.activate()
@@ -75,9 +79,16 @@ final class EpollPoller: @unchecked Sendable {
         source = nil
     }
 
-    /// Adds `connection`'s fd; returns the token to pass to `remove`. On `queue`.
-    func add(_ connection: Connection, tick: DispatchTimeInterval) throws(SystemCallError) -> UInt64 {
-        if source == nil { activate(tick: tick) }
+    /// Adds `connection`'s fd; returns the token to pass to `remove`. On `queue`. The tick
+    /// timer runs at the shortest `tick` any registration asked for (a client with sub-second
+    /// timeouts may share the loop with a server ticking once a second).
+    func add(_ connection: any PollTarget, tick: DispatchTimeInterval) throws(SystemCallError) -> UInt64 {
+        if source == nil {
+            activate(tick: tick)
+        } else if tick.nanoseconds < tickNanos, let timer {
+            tickNanos = tick.nanoseconds
+            timer.schedule(deadline: .now() + tick, repeating: tick, leeway: tick.quarter)
+        }
         let slot: Int
         if let s = freeSlots.popLast() {
             slot = s
@@ -134,7 +145,29 @@ final class EpollPoller: @unchecked Sendable {
     }
 }
 
+/// What `EpollPoller` drives: a non-blocking fd registered once, whose owner runs on the
+/// poller's queue. Both calls happen on that queue.
+protocol PollTarget: AnyObject {
+    var fd: Int32 { get }
+    /// Readiness edges of the fd (see `EpollPoller` for their meaning).
+    func pollEvent(readable: Bool, writable: Bool, hangup: Bool)
+    /// The poller's periodic timer: check timeouts.
+    func tick()
+}
+
 extension DispatchTimeInterval {
+    /// The interval in nanoseconds (`.never` → `UInt64.max`).
+    var nanoseconds: UInt64 {
+        switch self {
+        case .seconds(let s): UInt64(max(0, s)) * 1_000_000_000
+        case .milliseconds(let m): UInt64(max(0, m)) * 1_000_000
+        case .microseconds(let u): UInt64(max(0, u)) * 1_000
+        case .nanoseconds(let n): UInt64(max(0, n))
+        case .never: .max
+        @unknown default: .max
+        }
+    }
+
     /// A quarter of the interval (at least 1 ms), used as timer leeway.
     var quarter: DispatchTimeInterval {
         switch self {

@@ -53,7 +53,9 @@ public final class HTTPServer: Sendable {
     private let configuration: HTTPServerConfiguration
     private let handler: any HTTPHandler
     private let logger: Logger
-    let group: EventLoopGroup
+    /// The event loops the server's connections run on; pass it to `HTTPClient` so a relay's
+    /// server and its outbound clients share loops.
+    public let group: EventLoopGroup
 
     private struct State {
         var listeners: [Listener] = []
@@ -64,11 +66,20 @@ public final class HTTPServer: Sendable {
     }
     private let state = Mutex(State())
 
-    public init(configuration: HTTPServerConfiguration = HTTPServerConfiguration(), handler: any HTTPHandler, logger: Logger) {
+    /// A server with its own event-loop group (`configuration.loops` loops).
+    public convenience init(configuration: HTTPServerConfiguration = HTTPServerConfiguration(), handler: any HTTPHandler, logger: Logger) {
+        self.init(configuration: configuration, handler: handler, logger: logger,
+                  group: EventLoopGroup(loopCount: configuration.loops))
+    }
+
+    /// A server on an existing group (shared with clients or other servers);
+    /// `configuration.loops` is not used.
+    public init(configuration: HTTPServerConfiguration = HTTPServerConfiguration(), handler: any HTTPHandler, logger: Logger,
+                group: EventLoopGroup) {
         self.configuration = configuration
         self.handler = handler
         self.logger = logger
-        self.group = EventLoopGroup(loopCount: configuration.loops)
+        self.group = group
     }
 
     /// Binds and starts accepting on every address. Throws `ListenError` naming the address

@@ -1,0 +1,462 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+internal import CShims
+
+/// A request waiting in the pool or in flight on a connection.
+struct PendingRequest: Sendable {
+    var request: ClientRequest
+    var completion: @Sendable (Result<ClientResponse, ClientError>) -> Void
+    /// Already retried once after a stale keep-alive connection; never again.
+    var retried = false
+}
+
+/// The pool a `ClientConnection` works for. Called on the connection's loop queue; the owner
+/// must never call back into the connection synchronously (it hops with `queue.async`).
+protocol ClientConnectionOwner: AnyObject, Sendable {
+    /// Up to `capacity` requests for `connection` (retried ones first when it is `fresh`, i.e.
+    /// has carried no request yet); `retire`: take no more work, close once idle.
+    func pull(_ connection: ClientConnection, capacity: Int, fresh: Bool) -> (requests: [PendingRequest], retire: Bool)
+    /// The connect failed or timed out; the connection is gone.
+    func connectFailed(_ connection: ClientConnection, _ error: ClientError)
+    /// An established connection closed (its in-flight requests were completed or handed to `retry`).
+    func connectionClosed(_ connection: ClientConnection)
+    /// Send `request` again: on a connection that never carried a request (`anyConnection`
+    /// false: the old one went stale), or on any connection (it was certainly not sent).
+    func retry(_ request: PendingRequest, anyConnection: Bool)
+    var isShutDown: Bool { get }
+}
+
+/// One outbound TCP connection driving one `ClientEngine`, on an event loop's queue.
+///
+/// Readiness: the fd is registered once in its loop's `EpollPoller` (edge-triggered input,
+/// output and peer half-close), the same way `.epollPerLoop` server connections are, and the
+/// poller's tick timer checks the client timeouts. Chosen over per-connection Dispatch sources
+/// because the relay's clients share loops with its server: one Dispatch wake-up serves every
+/// ready socket of a loop, there is no source life cycle (suspend/resume balance, close only
+/// in the cancel handler) to get wrong, and closing is `EPOLL_CTL_DEL` + `close(fd)` at once.
+/// Edge triggering means reading that stops before `EAGAIN` (budget) schedules its own next
+/// read, and EPOLLOUT only matters after a `send` hit `EAGAIN` (`wantWrite`).
+///
+/// Life: `start` (socket, `TCP_NODELAY`, non-blocking `connect`; `EINPROGRESS` → wait for
+/// EPOLLOUT, then `SO_ERROR`) → `connectTimeout` → open: pull requests from the owner while
+/// the engine has capacity, write, read until `EAGAIN` within `readBudget` → close on EOF,
+/// reset, protocol error, `responseTimeout` (counted from the first byte written while a
+/// request is in flight, restarted by each completed response) or `idleTimeout`. A connection
+/// that carried a response already and then ends before any byte of the next response
+/// (a stale keep-alive connection the server closed just before our write) hands the request
+/// back to the owner for one retry on a fresh connection.
+///
+/// Everything runs on `queue` (the loop's queue); entry points assert it.
+final class ClientConnection: PollTarget, @unchecked Sendable {
+    private(set) var fd: Int32 = -1
+    let loop: EventLoop
+    let queue: DispatchQueue
+    let address: ResolvedAddress
+    private let config: HTTPClientConfiguration
+    private let authority: String
+    private weak var owner: (any ClientConnectionOwner)?
+
+    private var engine: (any ClientEngine)?
+    /// Typed view of `engine` while it speaks HTTP/1.1 (early-response detection).
+    private var h1: HTTP1ClientEngine?
+
+    private enum Phase { case new, connecting, open, closing, closed }
+    private var phase = Phase.new
+    private var poller: EpollPoller?
+    private var pollToken: UInt64 = 0
+    private var wantWrite = false
+    private var readScheduled = false
+    private var peerHangup = false
+
+    private var out: [UInt8] = []
+    private var outOffset = 0
+    private var sendError: SystemCallError?
+
+    private var connectDeadline: UInt64 = 0
+    private var lastActivity: UInt64 = 0
+    /// When the oldest unanswered request's first byte went out (0: not running).
+    private var responseClock: UInt64 = 0
+    private var closingSince: UInt64 = 0
+
+    private var needsPull = false
+    private var lastCapacity = 0
+    private var retiring = false
+    private var everUsed = false
+    private var earlyResponse = false
+    /// Responses completed on this connection (> 0: it is a kept-alive, reused connection).
+    private(set) var completed = 0
+    private var bytesReceived: UInt64 = 0
+
+    /// Bytes moved from the engine per `drainOutput`.
+    static let drainLimit = 256 << 10
+
+    init(address: ResolvedAddress, authority: String, loop: EventLoop, config: HTTPClientConfiguration,
+         owner: any ClientConnectionOwner) {
+        self.address = address
+        self.authority = authority
+        self.loop = loop
+        self.queue = loop.queue
+        self.config = config
+        self.owner = owner
+    }
+
+    static func tickInterval(_ c: HTTPClientConfiguration) -> DispatchTimeInterval {
+        let shortest = min(c.connectTimeout, c.responseTimeout, c.idleTimeout)
+        let seconds = min(1.0, max(0.01, shortest / 4))
+        return .milliseconds(Int(seconds * 1000))
+    }
+
+    /// The one place that creates engines.
+    private func makeEngine() -> any ClientEngine {
+        switch config.protocolVersion {
+        case .http1:
+            let e = HTTP1ClientEngine(configuration: config)
+            h1 = e
+            return e
+        case .h2c:
+            h1 = nil
+            return HTTP2ClientEngine(configuration: config)
+        }
+    }
+
+    // MARK: entry points (owner hops here with queue.async)
+
+    /// Opens the socket and starts the non-blocking connect.
+    func start() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard phase == .new else { return }
+        let s = socket(address.family, Int32(SOCK_STREAM.rawValue) | tr_sock_nonblock() | tr_sock_cloexec(), 0)
+        guard s >= 0 else { return connectFailed("socket: \(errnoText(errno))") }
+        fd = s
+        phase = .connecting
+        _ = try? Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+        connectDeadline = monotonicNanos() + nanos(config.connectTimeout)
+        var storage = sockaddr_storage()
+        let length = min(address.sockaddr.count, MemoryLayout<sockaddr_storage>.size)
+        withUnsafeMutableBytes(of: &storage) { dst in
+            address.sockaddr.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+        }
+        let rc = withUnsafePointer(to: &storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(length)) }
+        }
+        let err = rc == 0 ? 0 : errno
+        // EINTR on a non-blocking connect: the attempt continues asynchronously, like EINPROGRESS.
+        if err != 0 && err != EINPROGRESS && err != EINTR { return connectFailed(errnoText(err)) }
+        do {
+            let p = try loop.poller()
+            pollToken = try p.add(self, tick: Self.tickInterval(config))
+            poller = p
+        } catch {
+            return connectFailed("cannot register with the event loop: \(error)")
+        }
+        if rc == 0 { connected() }
+        // else: EPOLLOUT (connected) or EPOLLERR/HUP (failed) comes from the poller.
+    }
+
+    /// The owner has requests waiting: pull some if there is capacity.
+    func wake() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        needsPull = true
+        process()
+    }
+
+    /// The address left the backend's DNS answer: take no more requests, close once idle.
+    func retire() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        retiring = true
+        process()
+    }
+
+    /// The client shuts down: fail what is in flight with `.shutdown`, close.
+    func shutdown() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        switch phase {
+        case .closed: return
+        case .new, .connecting: abandon()
+        case .open, .closing: close(ClientError(.shutdown, "the client was shut down", requestMaybeSent: true))
+        }
+    }
+
+    // MARK: PollTarget
+
+    func pollEvent(readable r: Bool, writable w: Bool, hangup h: Bool) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        switch phase {
+        case .new, .closed:
+            return
+        case .connecting:
+            finishConnect(writable: w || r, hangup: h)
+        case .open, .closing:
+            if h { peerHangup = true }
+            if w && wantWrite { process() }
+            if r && phase != .closed { readable() }
+        }
+    }
+
+    func tick() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        let now = monotonicNanos()
+        switch phase {
+        case .new, .closed:
+            return
+        case .connecting:
+            if now >= connectDeadline { connectFailed("did not connect within \(config.connectTimeout) s") }
+        case .open, .closing:
+            guard let engine else { return }
+            if engine.inFlight > 0 {
+                if responseClock == 0 {
+                    responseClock = now
+                } else if now - responseClock > nanos(config.responseTimeout) {
+                    close(ClientError(.timeout, "no response from \(address.text) within \(config.responseTimeout) s",
+                                      requestMaybeSent: true))
+                }
+            } else if phase == .closing {
+                // Final output the server does not take: give up after a short linger.
+                if now - closingSince > nanos(min(2, config.responseTimeout)) {
+                    close(ClientError(.connectionClosed, "closing \(address.text)", requestMaybeSent: true))
+                }
+            } else if now - lastActivity > nanos(config.idleTimeout) {
+                close(ClientError(.connectionClosed, "idle connection to \(address.text) closed", requestMaybeSent: true))
+            }
+        }
+    }
+
+    // MARK: connecting
+
+    private func finishConnect(writable: Bool, hangup: Bool) {
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 { err = errno }
+        if err != 0 { return connectFailed(errnoText(err)) }
+        if writable { return connected() }
+        if hangup { connectFailed("the connection was closed while connecting") }
+    }
+
+    private func connected() {
+        phase = .open
+        lastActivity = monotonicNanos()
+        engine = makeEngine()
+        needsPull = true
+        process()
+    }
+
+    private func connectFailed(_ reason: String) {
+        guard phase == .new || phase == .connecting else { return }
+        releaseSocket()
+        owner?.connectFailed(self, ClientError(.connectFailed, "connect to \(address.text): \(reason)"))
+    }
+
+    /// Closes without telling the owner (it dropped this connection already).
+    private func abandon() {
+        releaseSocket()
+        engine = nil
+        h1 = nil
+    }
+
+    private func releaseSocket() {
+        phase = .closed
+        if let poller {
+            poller.remove(token: pollToken, fd: fd)
+            self.poller = nil
+        }
+        if fd >= 0 { Glibc.close(fd) }
+        out = []
+        outOffset = 0
+    }
+
+    // MARK: the engine
+
+    /// Runs after every event: pull requests while there is capacity, write, act on the
+    /// engine's state.
+    private func process() {
+        guard phase == .open || phase == .closing, let engine else { return }
+        if earlyResponse {
+            return close(ClientError(.connectionClosed, "closed after an early response", requestMaybeSent: true))
+        }
+        if phase == .open && !retiring && sendError == nil && engine.state == .open {
+            let capacity = engine.capacity
+            if capacity > 0 && (needsPull || capacity > lastCapacity) {
+                needsPull = false
+                if let owner {
+                    let pulled = owner.pull(self, capacity: capacity, fresh: !everUsed)
+                    if pulled.retire { retiring = true }
+                    for p in pulled.requests { send(p, on: engine) }
+                } else {
+                    retiring = true
+                }
+            }
+            lastCapacity = engine.capacity
+        }
+        flush()
+        if let e = sendError {
+            // The server went away while we wrote; what it answered before is still readable.
+            _ = readInput(stopOnState: false)
+            return close(ClientError(.connectionClosed, "sending to \(address.text): \(e)", requestMaybeSent: true))
+        }
+        guard phase == .open || phase == .closing else { return }
+        switch engine.state {
+        case .closeNow:
+            close(ClientError(.connectionClosed, "connection to \(address.text) closed after a protocol error", requestMaybeSent: true))
+        case .closeAfterFlush:
+            if !hasUnsentOutput {
+                close(ClientError(.connectionClosed, "connection to \(address.text) closed by the server", requestMaybeSent: true))
+            } else if phase == .open {
+                phase = .closing
+                closingSince = monotonicNanos()
+            }
+        case .open:
+            if retiring && engine.inFlight == 0 && !hasUnsentOutput {
+                close(ClientError(.connectionClosed, "retired connection to \(address.text) closed"))
+            }
+        }
+    }
+
+    private func send(_ p: PendingRequest, on engine: any ClientEngine) {
+        let reused = completed > 0
+        let mark = bytesReceived
+        everUsed = true
+        engine.enqueue(p.request, authority: authority) { [self] result in
+            self.finished(p, reused: reused, mark: mark, result)
+        }
+    }
+
+    /// A request's completion from the engine (on `queue`, inside an engine call).
+    private func finished(_ p: PendingRequest, reused: Bool, mark: UInt64, _ result: Result<ClientResponse, ClientError>) {
+        responseClock = 0
+        switch result {
+        case .success:
+            completed += 1
+            lastActivity = monotonicNanos()
+            // HTTP/1.1 answered while part of its request was still unsent: the stream state is
+            // unknown (the engine dropped its own unsent part; this is ours).
+            if h1 != nil && outOffset < out.count {
+                earlyResponse = true
+                out = []
+                outOffset = 0
+            }
+            p.completion(result)
+        case .failure(let e):
+            let stale = e.code == .connectionClosed && ((reused && bytesReceived == mark) || !e.requestMaybeSent)
+            if stale && !p.retried, let owner, !owner.isShutDown {
+                var again = p
+                again.retried = true
+                owner.retry(again, anyConnection: !e.requestMaybeSent)
+            } else {
+                p.completion(result)
+            }
+        }
+    }
+
+    // MARK: reading
+
+    private func readable() {
+        guard phase == .open || phase == .closing else { return }
+        let drained = readInput(stopOnState: true)
+        process()
+        if !drained && (phase == .open || phase == .closing) { scheduleRead() }
+    }
+
+    /// Reads until `EAGAIN` within the budget, feeding the engine. EOF or an error closes the
+    /// connection. Returns whether nothing more is waiting (no read needs scheduling).
+    private func readInput(stopOnState: Bool) -> Bool {
+        guard phase == .open || phase == .closing, let engine else { return true }
+        let buffer = loop.readBuffer
+        var budget = config.readBudget
+        while budget > 0 {
+            let r: IOResult<Int>
+            do {
+                r = try syscall("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+            } catch {
+                close(ClientError(.connectionClosed, "reading from \(address.text): \(error)", requestMaybeSent: true))
+                return true
+            }
+            switch r {
+            case .wouldBlock:
+                return true
+            case .done(0):
+                close(ClientError(.connectionClosed, "\(address.text) closed the connection", requestMaybeSent: true))
+                return true
+            case .done(let n):
+                budget -= n
+                bytesReceived &+= UInt64(n)
+                lastActivity = monotonicNanos()
+                let state = engine.receive(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                if stopOnState && state != .open { return true }
+                // Edge-triggered: a short read emptied the socket; later bytes raise a new edge.
+                if n < buffer.count && !peerHangup { return true }
+            }
+        }
+        return false
+    }
+
+    /// Runs `readable` in a later block (edge-triggered: no new edge for bytes already waiting).
+    private func scheduleRead() {
+        guard !readScheduled else { return }
+        readScheduled = true
+        queue.async { [self] in
+            readScheduled = false
+            readable()
+        }
+    }
+
+    // MARK: writing
+
+    private var hasUnsentOutput: Bool { outOffset < out.count || (engine?.hasPendingOutput ?? false) }
+
+    /// Writes pending output until done or the socket is full (then EPOLLOUT calls `process`).
+    private func flush() {
+        guard let engine, sendError == nil else { return }
+        while phase == .open || phase == .closing {
+            if outOffset == out.count {
+                out.removeAll(keepingCapacity: true)
+                outOffset = 0
+                guard engine.hasPendingOutput else { break }
+                engine.drainOutput(into: &out, limit: Self.drainLimit)
+                if out.isEmpty { break }
+            }
+            let r: IOResult<Int>
+            do {
+                r = try out.withUnsafeBytes { p throws(SystemCallError) in
+                    try syscall("send") { Glibc.send(fd, p.baseAddress! + outOffset, p.count - outOffset, Int32(MSG_NOSIGNAL)) }
+                }
+            } catch {
+                sendError = (error as? SystemCallError) ?? SystemCallError(call: "send", errno: EIO)
+                out = []
+                outOffset = 0
+                return
+            }
+            switch r {
+            case .wouldBlock:
+                wantWrite = true
+                return
+            case .done(let n):
+                outOffset += n
+                lastActivity = monotonicNanos()
+                if responseClock == 0 && engine.inFlight > 0 { responseClock = lastActivity }
+            }
+        }
+        wantWrite = false
+    }
+
+    // MARK: closing
+
+    /// Deregisters and closes the fd at once (no Dispatch source watches it), ends the engine
+    /// (failing or retrying what is in flight), then tells the owner.
+    private func close(_ error: ClientError) {
+        guard phase == .open || phase == .closing else { return }
+        releaseSocket()
+        let e = engine
+        engine = nil
+        h1 = nil
+        e?.connectionEnded(error)
+        owner?.connectionClosed(self)
+    }
+}
+
+private func nanos(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds) * 1e9) }
+
+private func errnoText(_ e: Int32) -> String {
+    "\(strerror(e).map { String(cString: $0) } ?? "error") (errno \(e))"
+}

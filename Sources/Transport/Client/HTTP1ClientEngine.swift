@@ -1,0 +1,559 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Sans-IO HTTP/1.1 client engine: one request at a time on one connection (no pipelining,
+/// so `capacity` is 1 while idle and reusable, else 0).
+///
+/// Requests are serialized whole (request line, `Host` from the authority, `Content-Length`,
+/// the caller's headers minus the ones the engine owns). Responses are read with their
+/// framing (RFC 9112 §6.3): nothing after HEAD / 1xx / 204 / 304, `Transfer-Encoding: chunked`
+/// (extensions ignored; trailer fields are appended to the response headers), `Content-Length`,
+/// or — neither present — everything until the server closes (the response then completes in
+/// `connectionEnded`). Interim 1xx responses (100 Continue, 103 Early Hints…) are skipped;
+/// `Expect` is never sent.
+///
+/// The connection closes after a response when the server said `Connection: close`, spoke
+/// HTTP/1.0 without `keep-alive`, delimited the body by EOF, or answered before the request
+/// was completely handed out (an early response: how much of the request body the server
+/// read is unknown, so the rest is dropped rather than sent into a stream of unknown state).
+/// Anything that is not valid HTTP, a head over `maxResponseHeaderBytes` /
+/// `maxResponseHeaderCount` or a body over `maxResponseBytes` fails the request with
+/// `.protocolError` and the state becomes `.closeNow`.
+///
+/// Used only on its connection's queue; completions run there, each exactly once.
+package final class HTTP1ClientEngine: ClientEngine {
+    private let config: HTTPClientConfiguration
+
+    private struct InFlight {
+        let completion: @Sendable (Result<ClientResponse, ClientError>) -> Void
+        let isHead: Bool
+        /// Some of the request's bytes were handed to the connection.
+        var drainedAny = false
+    }
+
+    private enum Parse {
+        case head
+        case body(remaining: Int)
+        case chunkSize
+        case chunkData(remaining: Int)
+        case chunkDataEnd
+        case trailers(bytes: Int)
+        /// No length: the body runs until the server closes.
+        case untilEOF
+    }
+
+    private var current: InFlight?
+    private var parse: Parse = .head
+    /// Unconsumed input: a partial head, chunk-size line, chunk end or trailer line.
+    private var inBuf: [UInt8] = []
+    /// Bytes of the partial head in `inBuf` already scanned for its end.
+    private var headScanned = 0
+
+    private var status = 0
+    private var headers = HTTPHeaders()
+    private var body: [UInt8] = []
+    /// The response being read ends the connection (`Connection: close`, HTTP/1.0, EOF-delimited).
+    private var responseCloses = false
+
+    private var out: [UInt8] = []
+    private var outStart = 0
+
+    /// No further request on this connection.
+    private var closing = false
+    /// A protocol error: close at once.
+    private var failed = false
+    private var ended = false
+
+    package init(configuration: HTTPClientConfiguration) {
+        self.config = configuration
+    }
+
+    // MARK: ClientEngine
+
+    package func enqueue(_ request: ClientRequest, authority: String,
+                         completion: @escaping @Sendable (Result<ClientResponse, ClientError>) -> Void) {
+        guard capacity > 0 else {
+            completion(.failure(ClientError(.connectionClosed, "the connection takes no more requests")))
+            return
+        }
+        if let problem = Self.validate(request) {
+            completion(.failure(ClientError(.protocolError, problem)))
+            return
+        }
+        current = InFlight(completion: completion, isHead: request.method == "HEAD")
+        resetResponse()
+        serialize(request, authority: authority)
+    }
+
+    package func receive(_ bytes: UnsafeRawBufferPointer) -> ClientEngineState {
+        guard bytes.count > 0, !failed, !ended else { return state }
+        if inBuf.isEmpty {
+            let used = process(bytes)
+            if used < bytes.count { keep(UnsafeRawBufferPointer(rebasing: bytes[used...])) }
+        } else {
+            // Parse from a buffer taken out of `inBuf`, so nothing borrows it meanwhile.
+            var buffer: [UInt8] = []
+            swap(&buffer, &inBuf)
+            buffer.append(contentsOf: bytes)
+            let used = buffer.withUnsafeBytes { process($0) }
+            if used < buffer.count {
+                buffer.withUnsafeBytes { keep(UnsafeRawBufferPointer(rebasing: $0[used...])) }
+            }
+        }
+        return state
+    }
+
+    /// Input `process` left: a partial element of the response in progress, or bytes nobody
+    /// asked for. Stray CR/LF after a response is tolerated; anything else (a second response,
+    /// a 408 on an idle connection) makes the connection unusable.
+    private func keep(_ rest: UnsafeRawBufferPointer) {
+        if failed { return }
+        if current != nil {
+            inBuf.append(contentsOf: rest)
+        } else if !rest.allSatisfy({ $0 == 0x0D || $0 == 0x0A }) {
+            failed = true
+        }
+    }
+
+    package func drainOutput(into dest: inout [UInt8], limit: Int) {
+        let available = out.count - outStart
+        guard available > 0, limit > 0 else { return }
+        current?.drainedAny = true
+        if dest.isEmpty && outStart == 0 && available <= limit {
+            swap(&dest, &out)
+            out.removeAll(keepingCapacity: false)
+        } else {
+            let n = min(available, limit)
+            dest.append(contentsOf: out[outStart..<(outStart + n)])
+            outStart += n
+            if outStart == out.count {
+                out = []
+                outStart = 0
+            }
+        }
+    }
+
+    package var hasPendingOutput: Bool { out.count > outStart }
+
+    package var capacity: Int { current == nil && !closing && !failed && !ended ? 1 : 0 }
+
+    package var inFlight: Int { current == nil ? 0 : 1 }
+
+    package var state: ClientEngineState {
+        if failed || ended { return .closeNow }
+        if closing && current == nil { return .closeAfterFlush }
+        return .open
+    }
+
+    package func connectionEnded(_ error: ClientError) {
+        guard !ended else { return }
+        ended = true
+        out = []
+        outStart = 0
+        guard let c = current else { return }
+        if case .untilEOF = parse {
+            // The close is the end of this body (RFC 9112 §6.3, item 8).
+            return complete()
+        }
+        current = nil
+        var e = error
+        e.requestMaybeSent = c.drainedAny
+        if e.code == .connectionClosed && status != 0 {
+            e.message += " (after \(status) response head, \(body.count) body bytes)"
+        }
+        c.completion(.failure(e))
+    }
+
+    // MARK: serializing
+
+    /// Why a request cannot be sent as-is (CR/LF injection, bad tokens), or nil.
+    private static func validate(_ r: ClientRequest) -> String? {
+        if r.method.isEmpty || !r.method.utf8.allSatisfy(isTokenChar) { return "invalid request method '\(r.method)'" }
+        if r.path.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) { return "the request path contains spaces or control characters" }
+        for (name, value) in r.headers {
+            if name.isEmpty || !name.utf8.allSatisfy(isTokenChar) { return "invalid request header name '\(name)'" }
+            if value.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) {
+                return "the value of request header '\(name)' contains control characters"
+            }
+        }
+        return nil
+    }
+
+    private func serialize(_ r: ClientRequest, authority: String) {
+        out.reserveCapacity(out.count + 128 + r.path.utf8.count + r.body.count + r.headers.count * 32)
+        out.append(contentsOf: r.method.utf8)
+        out.append(0x20)
+        if r.path.isEmpty { out.append(0x2F) } else { out.append(contentsOf: r.path.utf8) }
+        out.append(contentsOf: " HTTP/1.1\r\nHost: ".utf8)
+        out.append(contentsOf: authority.utf8)
+        out.append(contentsOf: "\r\n".utf8)
+        for (name, value) in r.headers {
+            if HTTPHeaders.sameName(name, "host") || HTTPHeaders.sameName(name, "content-length")
+                || HTTPHeaders.sameName(name, "connection") || HTTPHeaders.sameName(name, "transfer-encoding")
+                || HTTPHeaders.sameName(name, "expect") { continue }
+            out.append(contentsOf: name.utf8)
+            out.append(0x3A); out.append(0x20)
+            out.append(contentsOf: value.utf8)
+            out.append(0x0D); out.append(0x0A)
+        }
+        // RFC 9110 §8.6: a body, or a method that defines one, gets a length (also when 0).
+        if !r.body.isEmpty || r.method == "POST" || r.method == "PUT" || r.method == "PATCH" {
+            out.append(contentsOf: "Content-Length: \(r.body.count)\r\n".utf8)
+        }
+        out.append(0x0D); out.append(0x0A)
+        out.append(contentsOf: r.body)
+    }
+
+    // MARK: parsing
+
+    private func resetResponse() {
+        parse = .head
+        headScanned = 0
+        status = 0
+        headers = HTTPHeaders()
+        body = []
+        responseCloses = false
+    }
+
+    private func fail(_ message: String) {
+        failed = true
+        out = []
+        outStart = 0
+        guard let c = current else { return }
+        current = nil
+        c.completion(.failure(ClientError(.protocolError, message, requestMaybeSent: true)))
+    }
+
+    /// Parses as much of `p` as possible while a request is in flight; returns the bytes used.
+    private func process(_ p: UnsafeRawBufferPointer) -> Int {
+        var i = 0
+        let n = p.count
+        while i < n, current != nil, !failed {
+            switch parse {
+            case .head:
+                guard let end = scanHead(p, from: i) else { return failed ? n : i }
+                let start = i
+                i = end
+                headScanned = 0
+                headReceived(p, start, end)
+            case .body(let remaining):
+                let take = min(remaining, n - i)
+                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[i..<(i + take)]))
+                i += take
+                if take == remaining { complete() } else { parse = .body(remaining: remaining - take) }
+            case .untilEOF:
+                let take = n - i
+                if body.count + take > config.maxResponseBytes {
+                    fail("the response body exceeds \(config.maxResponseBytes) bytes")
+                    return n
+                }
+                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[i..<n]))
+                i = n
+            case .chunkSize:
+                guard let lf = findByte(p, 0x0A, i, n) else {
+                    if n - i > 4096 { fail("chunk-size line longer than 4096 bytes") }
+                    return failed ? n : i
+                }
+                guard let size = chunkSize(p, i, lf) else { return n }
+                i = lf + 1
+                if size == 0 {
+                    parse = .trailers(bytes: 0)
+                } else if size > config.maxResponseBytes - body.count {
+                    fail("the chunked response body exceeds \(config.maxResponseBytes) bytes")
+                    return n
+                } else {
+                    if body.capacity < body.count + size { body.reserveCapacity(max(body.count + size, body.capacity * 2)) }
+                    parse = .chunkData(remaining: size)
+                }
+            case .chunkData(let remaining):
+                let take = min(remaining, n - i)
+                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[i..<(i + take)]))
+                i += take
+                parse = take == remaining ? .chunkDataEnd : .chunkData(remaining: remaining - take)
+            case .chunkDataEnd:
+                if p[i] == 0x0A {
+                    i += 1
+                    parse = .chunkSize
+                    continue
+                }
+                if n - i < 2 { return i }
+                guard p[i] == 0x0D && p[i + 1] == 0x0A else {
+                    fail("chunk data is not followed by CRLF")
+                    return n
+                }
+                i += 2
+                parse = .chunkSize
+            case .trailers(let seen):
+                guard let lf = findByte(p, 0x0A, i, n) else {
+                    if seen + (n - i) > config.maxResponseHeaderBytes {
+                        fail("the chunked trailer section exceeds \(config.maxResponseHeaderBytes) bytes")
+                        return n
+                    }
+                    return i
+                }
+                let lineLength = lf + 1 - i
+                if seen + lineLength > config.maxResponseHeaderBytes {
+                    fail("the chunked trailer section exceeds \(config.maxResponseHeaderBytes) bytes")
+                    return n
+                }
+                let le = lf > i && p[lf - 1] == 0x0D ? lf - 1 : lf
+                let lineStart = i
+                i = lf + 1
+                if le == lineStart {
+                    complete()
+                } else {
+                    guard let field = headerField(p, lineStart, le) else {
+                        fail("malformed trailer field")
+                        return n
+                    }
+                    headers.add(name: field.name, value: field.value)
+                    parse = .trailers(bytes: seen + lineLength)
+                }
+            }
+        }
+        return i
+    }
+
+    /// Looks for the blank line ending the head (CRLF or bare LF line ends are accepted).
+    /// Returns the offset just past it, or nil (more bytes needed, or failed).
+    private func scanHead(_ p: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        let n = p.count
+        if headScanned == 0 {
+            // Fail fast on something that is not an HTTP/1 response at all.
+            let prefix: StaticString = "HTTP/1."
+            for k in 0..<min(n - start, prefix.utf8CodeUnitCount) where p[start + k] != prefix.utf8Start[k] {
+                let line = string(p, start, min(n, start + 40))
+                fail("malformed status line '\(line)' (expected HTTP/1.x)")
+                return nil
+            }
+        }
+        var j = start + headScanned
+        while j < n {
+            guard let lf = findByte(p, 0x0A, j, n) else { break }
+            if lf + 1 < n && p[lf + 1] == 0x0A {
+                return checkHeadSize(lf + 2 - start) ? lf + 2 : nil
+            }
+            if lf + 2 < n && p[lf + 1] == 0x0D && p[lf + 2] == 0x0A {
+                return checkHeadSize(lf + 3 - start) ? lf + 3 : nil
+            }
+            if lf + 2 >= n { break } // the blank line may be arriving
+            j = lf + 1
+        }
+        // Re-scan the last two bytes next time: an LF there may start the blank line.
+        headScanned = max(0, n - start - 2)
+        _ = checkHeadSize(n - start)
+        return nil
+    }
+
+    private func checkHeadSize(_ size: Int) -> Bool {
+        if size > config.maxResponseHeaderBytes {
+            fail("the response head exceeds \(config.maxResponseHeaderBytes) bytes")
+            return false
+        }
+        return true
+    }
+
+    /// Parses a complete head `p[start..<end]`: status line, fields, then the body framing.
+    private func headReceived(_ p: UnsafeRawBufferPointer, _ start: Int, _ end: Int) {
+        let lf = findByte(p, 0x0A, start, end)!
+        let le = lf > start && p[lf - 1] == 0x0D ? lf - 1 : lf
+        // "HTTP/1.x SP 3DIGIT [SP reason]"
+        guard le - start >= 12, bytesEqual(p, start, "HTTP/1."), isDigit(p[start + 7]), p[start + 8] == 0x20,
+              isDigit(p[start + 9]), isDigit(p[start + 10]), isDigit(p[start + 11]),
+              le - start == 12 || p[start + 12] == 0x20 else {
+            let line = string(p, start, min(le, start + 80))
+            return fail("malformed status line '\(line)' (expected HTTP/1.x, a space and a 3-digit status)")
+        }
+        let minor = p[start + 7] - 0x30
+        let code = Int(p[start + 9] - 0x30) * 100 + Int(p[start + 10] - 0x30) * 10 + Int(p[start + 11] - 0x30)
+        guard code >= 100 else { return fail("invalid status code \(code)") }
+
+        var fields = HTTPHeaders()
+        var count = 0
+        var contentLength: Int?
+        var transferCodings: [String] = []
+        var teSeen = false
+        var connectionTokens: [String] = []
+        var ls = lf + 1
+        while ls < end {
+            let lineLF = findByte(p, 0x0A, ls, end)!
+            let lineEnd = lineLF > ls && p[lineLF - 1] == 0x0D ? lineLF - 1 : lineLF
+            if lineEnd == ls { break } // the blank line
+            guard let field = headerField(p, ls, lineEnd) else {
+                return fail("malformed response header line '\(string(p, ls, min(lineEnd, ls + 80)))'")
+            }
+            count += 1
+            if count > config.maxResponseHeaderCount {
+                return fail("more than \(config.maxResponseHeaderCount) response header fields")
+            }
+            switch field.name.utf8.count {
+            case 10 where HTTPHeaders.sameName(field.name, "connection"):
+                connectionTokens += tokens(field.value)
+            case 14 where HTTPHeaders.sameName(field.name, "content-length"):
+                for part in field.value.split(separator: ",", omittingEmptySubsequences: false) {
+                    let t = trimOWS(part)
+                    guard !t.isEmpty, t.utf8.count <= 18, t.utf8.allSatisfy(isDigit), let v = Int(t) else {
+                        return fail("response Content-Length '\(field.value)' is not a number")
+                    }
+                    if let cl = contentLength, cl != v { return fail("conflicting response Content-Length values") }
+                    contentLength = v
+                }
+            case 17 where HTTPHeaders.sameName(field.name, "transfer-encoding"):
+                teSeen = true
+                transferCodings += tokens(field.value)
+            default:
+                break
+            }
+            fields.add(name: field.name, value: field.value)
+            ls = lineLF + 1
+        }
+
+        if code < 200 {
+            // Interim response: skip it, the final one follows. 101 was never asked for.
+            if code == 101 { return fail("unexpected 101 Switching Protocols (no upgrade was requested)") }
+            resetResponse()
+            return
+        }
+        status = code
+        headers = fields
+        let keepAlive = minor >= 1 ? !connectionTokens.contains("close") : connectionTokens.contains("keep-alive")
+        responseCloses = !keepAlive
+        guard let c = current else { return }
+        if c.isHead || code == 204 || code == 304 {
+            return complete()
+        }
+        if teSeen {
+            guard transferCodings == ["chunked"] else {
+                return fail("unsupported response transfer coding '\(transferCodings.joined(separator: ", "))' (only chunked)")
+            }
+            // Content-Length next to chunked is ignored; the mix smells of smuggling: do not reuse.
+            if contentLength != nil { responseCloses = true }
+            parse = .chunkSize
+            return
+        }
+        if let length = contentLength {
+            if length > config.maxResponseBytes {
+                return fail("the response body (\(length) bytes) exceeds \(config.maxResponseBytes) bytes")
+            }
+            if length == 0 { return complete() }
+            body.reserveCapacity(min(length, 1 << 20))
+            parse = .body(remaining: length)
+            return
+        }
+        responseCloses = true
+        parse = .untilEOF
+    }
+
+    /// The response is complete: hand it over and get ready for the next request.
+    private func complete() {
+        guard let c = current else { return }
+        current = nil
+        let response = ClientResponse(status: status, headers: headers, body: body)
+        if responseCloses { closing = true }
+        if out.count > outStart {
+            // Answered before the whole request was handed out: the server's view of the
+            // stream is unknown, so the rest is dropped and the connection closes.
+            out = []
+            outStart = 0
+            closing = true
+        }
+        resetResponse()
+        c.completion(.success(response))
+    }
+
+    /// Parses "size[;ext] CRLF" (bare LF accepted); nil after failing.
+    private func chunkSize(_ p: UnsafeRawBufferPointer, _ start: Int, _ lf: Int) -> Int? {
+        let le = lf > start && p[lf - 1] == 0x0D ? lf - 1 : lf
+        var k = start
+        var size = 0
+        var digits = 0
+        while k < le, let d = hexValue(p[k]) {
+            if digits >= 15 {
+                fail("chunk size too large")
+                return nil
+            }
+            size = size << 4 | d
+            digits += 1
+            k += 1
+        }
+        guard digits > 0 else {
+            fail("chunk size is not a hex number")
+            return nil
+        }
+        while k < le && (p[k] == 0x20 || p[k] == 0x09) { k += 1 }
+        if k < le && p[k] != 0x3B {
+            fail("unexpected character after the chunk size")
+            return nil
+        }
+        return size
+    }
+}
+
+// MARK: byte helpers
+
+private func headerField(_ p: UnsafeRawBufferPointer, _ ls: Int, _ le: Int) -> (name: String, value: String)? {
+    guard ls < le, p[ls] != 0x20, p[ls] != 0x09 else { return nil } // obs-fold is not accepted
+    guard let colon = findByte(p, 0x3A, ls, le), colon > ls else { return nil }
+    for k in ls..<colon where !isTokenChar(p[k]) { return nil }
+    var vs = colon + 1
+    var ve = le
+    while vs < ve && (p[vs] == 0x20 || p[vs] == 0x09) { vs += 1 }
+    while ve > vs && (p[ve - 1] == 0x20 || p[ve - 1] == 0x09) { ve -= 1 }
+    for k in vs..<ve {
+        let b = p[k]
+        if (b < 0x20 && b != 0x09) || b == 0x7F { return nil }
+    }
+    return (string(p, ls, colon), string(p, vs, ve))
+}
+
+@inline(__always)
+private func findByte(_ p: UnsafeRawBufferPointer, _ byte: UInt8, _ from: Int, _ to: Int) -> Int? {
+    guard from < to, let base = p.baseAddress else { return nil }
+    guard let hit = memchr(base + from, Int32(byte), to - from) else { return nil }
+    return base.distance(to: UnsafeRawPointer(hit))
+}
+
+private func string(_ p: UnsafeRawBufferPointer, _ a: Int, _ b: Int) -> String {
+    String(decoding: UnsafeRawBufferPointer(rebasing: p[a..<max(a, b)]), as: UTF8.self)
+}
+
+private func bytesEqual(_ p: UnsafeRawBufferPointer, _ at: Int, _ s: StaticString) -> Bool {
+    let n = s.utf8CodeUnitCount
+    guard at + n <= p.count else { return false }
+    let sp = s.utf8Start
+    for k in 0..<n where p[at + k] != sp[k] { return false }
+    return true
+}
+
+@inline(__always) private func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+
+@inline(__always) private func hexValue(_ b: UInt8) -> Int? {
+    switch b {
+    case 0x30...0x39: Int(b - 0x30)
+    case 0x41...0x46: Int(b - 0x41 + 10)
+    case 0x61...0x66: Int(b - 0x61 + 10)
+    default: nil
+    }
+}
+
+/// RFC 9110 tchar.
+private func isTokenChar(_ b: UInt8) -> Bool {
+    switch b {
+    case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: true
+    case 0x21, 0x23, 0x24, 0x25, 0x26, 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E: true
+    default: false
+    }
+}
+
+private func trimOWS(_ s: Substring) -> String {
+    var t = s
+    while let f = t.first, f == " " || f == "\t" { t = t.dropFirst() }
+    while let l = t.last, l == " " || l == "\t" { t = t.dropLast() }
+    return String(t)
+}
+
+/// Comma-separated list elements, trimmed and lower-cased.
+private func tokens(_ value: String) -> [String] {
+    value.split(separator: ",").map { trimOWS($0).lowercased() }.filter { !$0.isEmpty }
+}
