@@ -240,7 +240,7 @@ public struct IngestEndpoints: Sendable {
         let byteCount = body.count
         let spanCount = batch.count
         let isDatadog = decoder.isDatadog
-        let isV03 = decoder == .datadogV03JSON || decoder == .datadogV03Msgpack
+        let isV03 = endpoint == "datadog v0.3"  // the agent answers "OK" on v0.3 only, rates on v0.4+ whatever the encoding
         let stats = self.stats
         let version = configuration.datadogAgentVersion
         let rates = configuration.datadogRates

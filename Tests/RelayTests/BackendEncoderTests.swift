@@ -8,7 +8,7 @@ import Testing
 /// Encoding the spans a backend receives into queue records, and joining records into request
 /// bodies: checked by decoding the output again with the relay's own decoders.
 @Suite struct BackendEncoderTests {
-    static let twoSpans = #"[{"traceId":"463ac35c9f6413ad48485a3953bb6124","id":"a2fb4a1d1a96d312","kind":"SERVER","name":"get","timestamp":1700000000000000,"duration":1500,"localEndpoint":{"serviceName":"web"},"tags":{"kuma.zone":"eu-west-zone-1"}},{"traceId":"0000000000000000000000000000abcd","id":"00000000000000b1","kind":"CLIENT","name":"q","localEndpoint":{"serviceName":"web"},"remoteEndpoint":{"serviceName":"db"}}]"#
+    static let twoSpans = #"[{"traceId":"463ac35c9f6413ad48485a3953bb6124","id":"a2fb4a1d1a96d312","kind":"SERVER","name":"get","timestamp":1700000000000000,"duration":1500,"localEndpoint":{"serviceName":"web"},"tags":{"kuma.zone":"eu-west-zone-1"}},{"traceId":"000000000000abcd","id":"00000000000000b1","kind":"CLIENT","name":"q","localEndpoint":{"serviceName":"web"},"remoteEndpoint":{"serviceName":"db"}}]"#
 
     func batch(_ json: String = twoSpans, format: SpanFormat = .zipkinV2JSON) throws -> SpanBatch {
         try ZipkinJSONV2.decode(Array(json.utf8), metadata: BatchMetadata(format: format, requestTags: [(key: "kuma.io/zone", value: "z,1")]))

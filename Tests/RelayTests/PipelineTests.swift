@@ -12,7 +12,7 @@ import Transport
 /// A backend over real loopback sockets: the project's own HTTP server, recording what it is
 /// sent and answering as the test says.
 final class SinkServer: Sendable {
-    struct Received: Sendable { var path: String; var headers: HTTPHeaders; var body: [UInt8] }
+    struct Received: Sendable { var path: String; var headers: HTTPHeaders; var body: [UInt8]; var status: Int }
     final class State: Sendable {
         let received = Mutex<[Received]>([])
         /// Status (and body) to answer; 200 by default.
@@ -29,8 +29,8 @@ final class SinkServer: Sendable {
             if let enc = req.headers["content-encoding"] {
                 body = (try? ContentDecoding.decode(body, contentEncoding: enc, limits: DecompressionLimits())) ?? []
             }
-            state.received.withLock { $0.append(Received(path: req.path, headers: req.headers, body: body)) }
             let a = state.answer.withLock { $0 }
+            state.received.withLock { $0.append(Received(path: req.path, headers: req.headers, body: body, status: a.status)) }
             respond(HTTPResponse(status: a.status, headers: a.headers + [("Content-Type", "application/json")], body: Array(a.body.utf8)))
         }, logger: Logger(label: "sink"))
         try server.start(listeners: [ListenAddress(host: "127.0.0.1", port: port)])
@@ -39,9 +39,9 @@ final class SinkServer: Sendable {
 
     var requests: [Received] { state.received.withLock { $0 } }
 
-    /// Every Zipkin span id received (JSON bodies).
+    /// Every Zipkin span id received in a request answered 2xx (JSON bodies).
     func zipkinIDs() throws -> [UInt64] {
-        try requests.filter { $0.path == "/api/v2/spans" }.flatMap { r in
+        try requests.filter { $0.path == "/api/v2/spans" && (200..<300).contains($0.status) }.flatMap { r in
             try ZipkinJSONV2.decode(r.body, metadata: BatchMetadata(format: .zipkinV2JSON)).spans.map(\.id)
         }
     }

@@ -166,7 +166,7 @@ import Spans
         BadCase(yaml: "type: Relay\n---\ntype: Mesh\nname: m\ntracing:\n  backends:\n    - name: z\n      type: zipkin\n      sampling: 150\n      conf: {url: 'http://z'}\n",
                 document: 2, path: "tracing.backends[0].sampling", message: "expected a number in 0...100, got 150"),
         BadCase(yaml: "type: Mesh\nname: m\ntracing:\n  backends:\n    - name: z\n      type: jaeger\n",
-                document: 1, path: "tracing.backends[0].type", message: "expected backend type zipkin, datadog, tracerelay, log or discard, got 'jaeger'"),
+                document: 1, path: "tracing.backends[0].type", message: "expected backend type zipkin, datadog, tracerelay, file, log or discard, got 'jaeger'"),
         BadCase(yaml: "type: Mesh\nname: m\ntracing:\n  backends:\n    - name: d\n      type: datadog\n      conf: {address: a, port: abc}\n",
                 document: 1, path: "tracing.backends[0].conf.port", message: "expected an integer in 1...65535, got 'abc'"),
         BadCase(yaml: "type: TrafficTrace\nname: t\nconf: {backend: x}\n",

@@ -88,6 +88,10 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     /// Responses completed on this connection (> 0: it is a kept-alive, reused connection).
     private(set) var completed = 0
     private var bytesReceived: UInt64 = 0
+    /// Completions produced during engine calls, delivered by `deliver` at the end of the entry
+    /// point: by then the connection has pulled again, so a caller that sends its next request
+    /// from the completion finds this connection idle in the pool instead of opening another.
+    private var ready: [(PendingRequest, Result<ClientResponse, ClientError>)] = []
 
     /// Bytes moved from the engine per `drainOutput`.
     static let drainLimit = 256 << 10
@@ -126,6 +130,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     /// Opens the socket and starts the non-blocking connect.
     func start() {
         dispatchPrecondition(condition: .onQueue(queue))
+        defer { deliver() }
         guard phase == .new else { return }
         let s = socket(address.family, Int32(SOCK_STREAM.rawValue) | tr_sock_nonblock() | tr_sock_cloexec(), 0)
         guard s >= 0 else { return connectFailed("socket: \(errnoText(errno))") }
@@ -158,6 +163,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     /// The owner has requests waiting: pull some if there is capacity.
     func wake() {
         dispatchPrecondition(condition: .onQueue(queue))
+        defer { deliver() }
         needsPull = true
         process()
     }
@@ -165,6 +171,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     /// The address left the backend's DNS answer: take no more requests, close once idle.
     func retire() {
         dispatchPrecondition(condition: .onQueue(queue))
+        defer { deliver() }
         retiring = true
         process()
     }
@@ -172,6 +179,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     /// The client shuts down: fail what is in flight with `.shutdown`, close.
     func shutdown() {
         dispatchPrecondition(condition: .onQueue(queue))
+        defer { deliver() }
         switch phase {
         case .closed: return
         case .new, .connecting: abandon()
@@ -183,6 +191,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
 
     func pollEvent(readable r: Bool, writable w: Bool, hangup h: Bool) {
         dispatchPrecondition(condition: .onQueue(queue))
+        defer { deliver() }
         switch phase {
         case .new, .closed:
             return
@@ -197,6 +206,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
 
     func tick() {
         dispatchPrecondition(condition: .onQueue(queue))
+        defer { deliver() }
         let now = monotonicNanos()
         switch phase {
         case .new, .closed:
@@ -336,7 +346,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
                 out = []
                 outOffset = 0
             }
-            p.completion(result)
+            ready.append((p, result))
         case .failure(let e):
             let stale = e.code == .connectionClosed && ((reused && bytesReceived == mark) || !e.requestMaybeSent)
             if stale && !p.retried, let owner, !owner.isShutDown {
@@ -344,8 +354,17 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
                 again.retried = true
                 owner.retry(again, anyConnection: !e.requestMaybeSent)
             } else {
-                p.completion(result)
+                ready.append((p, result))
             }
+        }
+    }
+
+    /// Runs the completions collected during this entry point (see `ready`).
+    private func deliver() {
+        while !ready.isEmpty {
+            let batch = ready
+            ready = []
+            for (p, r) in batch { p.completion(r) }
         }
     }
 
@@ -398,6 +417,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
         queue.async { [self] in
             readScheduled = false
             readable()
+            deliver()
         }
     }
 
