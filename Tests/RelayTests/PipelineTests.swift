@@ -252,4 +252,64 @@ func zipkinConfig(_ port: Int, extra: String = "", spill: String = "") -> String
         #expect(status == 200)
         #expect(body.contains("\"service:web,env:\":0.25"), "\(body)")
     }
+
+    @Test func datadogStatsAreForwardedAndTelemetryIsAccepted() throws {
+        let sink = try SinkServer()
+        defer { sink.stop() }
+        let relay = try TestRelay("""
+        type: Mesh
+        name: default
+        tracing:
+          defaultBackend: dd
+          backends:
+            - {name: dd, type: datadog, conf: {address: 127.0.0.1, port: \(sink.port)}}
+        """)
+        defer { relay.stop() }
+        let stats: [UInt8] = [0x81, 0xa8] + Array("Hostname".utf8) + [0xa1, 0x68]
+        let (status, _, body) = try relay.post("/v0.6/stats", stats, headers: [("Content-Type", "application/msgpack"), ("Datadog-Meta-Lang", "python")])
+        #expect(status == 200 && body == "OK")
+        #expect(eventually { sink.requests.contains { $0.path == "/v0.6/stats" } })
+        let fwd = try #require(sink.requests.first { $0.path == "/v0.6/stats" })
+        #expect(fwd.body == stats && fwd.headers["datadog-meta-lang"] == "python")
+        #expect(try relay.post("/telemetry/proxy/api/v2/apmtelemetry", Array("{}".utf8)).0 == 202)
+        #expect(relay.service.ingestStats.snapshot["datadog_telemetry"]?.requests == 1)
+    }
+
+    @Test func relayChainKeepsRequestTagsOverH2C() throws {
+        let central = try TestRelay("""
+        type: Relay
+        trustUpstreamTags: true
+        ---
+        type: Mesh
+        name: default
+        tracing:
+          defaultBackend: d
+          backends: [{name: d, type: discard}]
+        """, debugCapture: 100)
+        defer { central.stop() }
+        let regional = try TestRelay("""
+        type: Relay
+        listeners:
+          - {name: zone, address: 127.0.0.1:0, tags: {kuma.io/zone: eu-1, region: eu}}
+        backends:
+          - {name: central, type: tracerelay, export: {batchDelay: 10ms}, conf: {url: 'http://127.0.0.1:\(central.port)/api/v2/spans'}}
+        ---
+        type: Mesh
+        name: default
+        tracing:
+          defaultBackend: central
+        """)
+        defer { regional.stop() }
+        #expect(try regional.post("/api/v2/spans", zipkinBody(0..<25)).0 == 202)
+        let dd = #"[[{"trace_id":7,"span_id":8,"name":"x","service":"web","resource":"r","start":1700000000000000000,"duration":10}]]"#
+        #expect(try regional.post("/v0.4/traces", Array(dd.utf8)).0 == 200)
+        #expect(eventually { central.service.capture.spanCount == 26 })
+        let batches = central.service.capture.batches
+        #expect(Set(batches.map(\.metadata.format)) == [.zipkinV2JSON, .datadogV04], "each family keeps its format between relays")
+        for b in batches {
+            let tags = Dictionary(b.metadata.requestTags.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+            #expect(tags == ["kuma.io/zone": "eu-1", "region": "eu"])
+        }
+        #expect(regional.stats("central").sentSpans == 26)
+    }
 }
