@@ -1,6 +1,8 @@
 """Run in a subprocess with DD_TRACE_AGENT_URL / DD_TRACE_API_VERSION set: emits a known trace
-with the real ddtrace library, flushes it to the agent URL and prints what it sent as JSON."""
+with the real ddtrace library, flushes it to the agent URL and prints what it sent as JSON.
+EMIT_ZONE=<zone> puts `kuma.zone: <zone>` on both spans (default: `us-east` on the root only)."""
 import json
+import os
 
 try:
     from ddtrace.trace import tracer
@@ -10,11 +12,14 @@ except ImportError:  # older ddtrace
 spans = []
 with tracer.trace("web.request", service="checkout", resource="GET /cart", span_type="web") as root:
     root.set_tag("http.method", "GET")
-    root.set_tag("kuma.zone", "us-east")
+    zone = os.environ.get("EMIT_ZONE")
+    root.set_tag("kuma.zone", zone or "us-east")
     root.set_metric("cart.items", 3)
     with tracer.trace("postgres.query", service="checkout-db", resource="SELECT * FROM cart", span_type="sql") as child:
         child.set_tag("span.kind", "client")
         child.set_tag("db.system", "postgresql")
+        if zone:
+            child.set_tag("kuma.zone", zone)
         try:
             raise TimeoutError("query timed out")
         except TimeoutError as e:

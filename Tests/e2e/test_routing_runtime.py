@@ -32,7 +32,7 @@ def test_residency_refusal_and_fallback_are_counted(regional):
     ]
     r = requests.post(regional.url + "/api/v2/spans", data=json.dumps(spans), headers={"Content-Type": "application/json"})
     assert r.status_code == 202
-    status = requests.get(regional.url + "/status").json()["routing"]
+    status = requests.get(regional.admin_url + "/status").json()["routing"]
     assert status["refused"] == {"residency|us-east-1|eu-zipkin": 1}
     assert status["routed"] == {"eu-zipkin": 1}
 

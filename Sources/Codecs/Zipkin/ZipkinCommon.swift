@@ -42,27 +42,28 @@ enum ZipkinKinds {
     /// Parses a kind name case-insensitively; unknown names are `.unspecified` (Zipkin drops
     /// them). `exact` is true for the canonical upper-case spelling.
     static func parse(_ b: UnsafeRawBufferPointer) -> (SpanKind, exact: Bool) {
-        var upper: (UInt64, UInt64) = (0, 0)
         guard b.count <= 16 else { return (.unspecified, false) }
-        var exact = true
-        for (i, c) in b.enumerated() {
-            var u = c
-            if c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z") { u = c - 32; exact = false }
-            if i < 8 { upper.0 |= UInt64(u) << (8 * UInt64(i)) } else { upper.1 |= UInt64(u) << (8 * UInt64(i - 8)) }
+        // Up to 16 bytes as two little-endian words, zero-padded, upper-cased a word at a time.
+        var words: (UInt64, UInt64) = (0, 0)
+        if b.count > 0 { withUnsafeMutableBytes(of: &words) { $0.copyMemory(from: b) } }
+        let (u0, lower0) = upper(UInt64(littleEndian: words.0))
+        let (u1, lower1) = upper(UInt64(littleEndian: words.1))
+        let exact = !(lower0 || lower1)
+        guard u1 == 0 else { return (.unspecified, false) }
+        switch u0 {
+        case 0x0000_544E_4549_4C43: return (.client, exact) // CLIENT
+        case 0x0000_5245_5652_4553: return (.server, exact) // SERVER
+        case 0x5245_4355_444F_5250: return (.producer, exact) // PRODUCER
+        case 0x5245_4D55_534E_4F43: return (.consumer, exact) // CONSUMER
+        default: return (.unspecified, false)
         }
-        func word(_ s: StaticString) -> (UInt64, UInt64) {
-            var w: (UInt64, UInt64) = (0, 0)
-            for i in 0..<s.utf8CodeUnitCount {
-                let c = UInt64(s.utf8Start[i])
-                if i < 8 { w.0 |= c << (8 * UInt64(i)) } else { w.1 |= c << (8 * UInt64(i - 8)) }
-            }
-            return w
-        }
-        if upper == word("CLIENT") { return (.client, exact) }
-        if upper == word("SERVER") { return (.server, exact) }
-        if upper == word("PRODUCER") { return (.producer, exact) }
-        if upper == word("CONSUMER") { return (.consumer, exact) }
-        return (.unspecified, false)
+    }
+
+    /// `w` with ASCII 'a'…'z' bytes upper-cased, and whether there were any.
+    @inline(__always) private static func upper(_ w: UInt64) -> (UInt64, Bool) {
+        let t = w & 0x7F7F_7F7F_7F7F_7F7F // no carries between bytes below
+        let lower = (t &+ 0x1F1F_1F1F_1F1F_1F1F) & ~(t &+ 0x0505_0505_0505_0505) & ~w & 0x8080_8080_8080_8080 // ≥ 'a', ≤ 'z'
+        return (w &- (lower &>> 2), lower != 0)
     }
 }
 

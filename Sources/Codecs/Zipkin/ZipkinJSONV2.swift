@@ -23,16 +23,40 @@ public enum ZipkinJSONV2 {
     /// is referenced in place, so decoding costs no allocation per span or tag beyond the
     /// amortised growth of the batch arrays.
     public static func decode(_ body: [UInt8], metadata: BatchMetadata) throws(DecodeError) -> SpanBatch {
+        try decode(body, metadata: metadata, fastPath: true)
+    }
+
+    /// `fastPath: false` decodes every span with the general path (`decodeSpan`); tests
+    /// compare both paths on the same input.
+    static func decode(_ body: [UInt8], metadata: BatchMetadata, fastPath: Bool) throws(DecodeError) -> SpanBatch {
         var batch = SpanBatch(body: body, metadata: metadata)
         batch.spans.reserveCapacity(body.count / 256 + 1)
         batch.tags.reserveCapacity(body.count / 24 + 1)
-        try JSONReader.withReader(body, format: .zipkinV2JSON) { (r: inout JSONReader) throws(DecodeError) in
-            try r.beginArray()
-            while try r.nextElement() {
-                let span = try decodeSpan(&r, into: &batch)
-                batch.spans.append(span)
+        try withUnsafeTemporaryAllocation(of: Tag.self, capacity: 64) { (buffer) throws(DecodeError) in
+            var tagBuffer = TagBuffer(buffer)
+            try JSONReader.withReader(body, format: .zipkinV2JSON) { (r: inout JSONReader) throws(DecodeError) in
+                try r.beginArray()
+                while try r.nextElement() {
+                    if fastPath && r.peek() == UInt8(ascii: "{") {
+                        // Most spans take the fast path (see ZipkinJSONV2Fast.swift); when it
+                        // declines, undo what it added and decode the span the general way.
+                        let start = r.position
+                        let tags0 = batch.tags.count, ann0 = batch.annotations.count, text0 = batch.storage.count
+                        if let span = fastSpan(&r, &batch, &tagBuffer) {
+                            batch.spans.append(span)
+                            continue
+                        }
+                        tagBuffer.count = 0
+                        if batch.tags.count > tags0 { batch.tags.removeLast(batch.tags.count - tags0) }
+                        if batch.annotations.count > ann0 { batch.annotations.removeLast(batch.annotations.count - ann0) }
+                        if batch.storage.count > text0 { batch.storage.removeLast(batch.storage.count - text0) }
+                        r.position = start
+                    }
+                    let span = try decodeSpan(&r, into: &batch)
+                    batch.spans.append(span)
+                }
+                try r.expectEnd()
             }
-            try r.expectEnd()
         }
         return batch
     }

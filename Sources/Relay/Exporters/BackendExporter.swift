@@ -188,7 +188,7 @@ final class BackendExporter: @unchecked Sendable {
             }
         case .permanent(let reason):
             for d in batch { backendQueue.ack(d) }
-            stats.update { $0.droppedSpans += spans; $0.lastError = reason }
+            stats.update { $0.droppedSpans += spans; $0.failedRequests += 1; $0.lastError = reason }
             // A permanent answer repeats for every batch: one line a minute, with the count.
             let now = nanosNow()
             if now &- lastPermanentLog > 60_000_000_000 || lastPermanentLog == 0 {

@@ -7,7 +7,8 @@ public final class BackendStats: Sendable {
         public var sentSpans = 0
         public var sentRequests = 0
         public var sentBytes = 0
-        /// Requests that failed in a retryable way (their spans were queued again).
+        /// Requests the backend did not take: retryable failures (their spans were queued again)
+        /// and permanent refusals (their spans were dropped).
         public var failedRequests = 0
         /// Span deliveries retried (a span retried twice counts twice).
         public var retriedSpans = 0
