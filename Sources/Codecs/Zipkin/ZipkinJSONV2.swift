@@ -32,20 +32,19 @@ public enum ZipkinJSONV2 {
         var batch = SpanBatch(body: body, metadata: metadata)
         batch.spans.reserveCapacity(body.count / 256 + 1)
         batch.tags.reserveCapacity(body.count / 24 + 1)
+        // The fast path stores body offsets as UInt32 unchecked (`SpanBatch.slice` checks).
+        let fast = fastPath && body.count <= Int(UInt32.max)
         try withUnsafeTemporaryAllocation(of: Tag.self, capacity: 64) { (buffer) throws(DecodeError) in
             var tagBuffer = TagBuffer(buffer)
             try JSONReader.withReader(body, format: .zipkinV2JSON) { (r: inout JSONReader) throws(DecodeError) in
                 try r.beginArray()
                 while try r.nextElement() {
-                    if fastPath && r.peek() == UInt8(ascii: "{") {
+                    if fast && r.peek() == UInt8(ascii: "{") {
                         // Most spans take the fast path (see ZipkinJSONV2Fast.swift); when it
                         // declines, undo what it added and decode the span the general way.
                         let start = r.position
                         let tags0 = batch.tags.count, ann0 = batch.annotations.count, text0 = batch.storage.count
-                        if let span = fastSpan(&r, &batch, &tagBuffer) {
-                            batch.spans.append(span)
-                            continue
-                        }
+                        if fastSpan(&r, &batch, &tagBuffer) { continue }
                         tagBuffer.count = 0
                         if batch.tags.count > tags0 { batch.tags.removeLast(batch.tags.count - tags0) }
                         if batch.annotations.count > ann0 { batch.annotations.removeLast(batch.annotations.count - ann0) }

@@ -7,13 +7,13 @@ import Spans
 /// that shape with word-at-a-time scans (`JSONCursor`) and dispatches keys on their first
 /// bytes. Whatever else it meets — an unusual form or invalid input — it either hands that
 /// one value to the same checked `JSONReader`/`ZipkinIDs` method the general path uses, or
-/// gives up (returns nil); the caller then rolls the batch back and decodes the span again
-/// with `decodeSpan`. Error messages and offsets therefore come from one place only.
+/// gives up (returns false); the caller then rolls the batch back and decodes the span
+/// again with `decodeSpan`. Error messages and offsets therefore come from one place only.
 ///
 /// Invariant (checked by the differential tests in ZipkinJSONV2FastPathTests): when
-/// `fastSpan` returns a span, `decodeSpan` would have returned the same span, appended the
-/// same tags, annotations and text, and stopped at the same offset. Each step accepts a
-/// subset of what the general path accepts and produces the same values.
+/// `fastSpan` succeeds, `decodeSpan` would have produced the same span, appended the same
+/// tags, annotations and text, and stopped at the same offset. Each step accepts a subset
+/// of what the general path accepts and produces the same values.
 extension ZipkinJSONV2 {
     /// A span's tags, gathered on the stack and appended to the batch once per span
     /// (one copy instead of an `Array.append`, with its uniqueness check, per tag).
@@ -40,84 +40,102 @@ extension ZipkinJSONV2 {
         }
     }
 
+    /// Text at body offsets `range`, as `JSONReader.text` gives it for a string without
+    /// escapes. The fast path only runs when every offset fits in UInt32 (checked once per
+    /// body), so the conversions need no check.
+    @inline(__always) static func slice(_ range: Range<Int>) -> Str {
+        let n = range.upperBound &- range.lowerBound
+        return Str(offset: n == 0 ? 0 : UInt32(truncatingIfNeeded: range.lowerBound), count: UInt32(truncatingIfNeeded: n))
+    }
+
     // MARK: Member names
 
-    enum SpanKey {
+    /// The member names an object of the fast path knows.
+    protocol MemberKey {
+        /// The name whose first sixteen bytes (after the opening quote) are `w0`, `w1`, and
+        /// its length including the closing quote; length 0 for any other name. Matching the
+        /// closing quote too means the raw name equals the key exactly (an escaped name never
+        /// matches, as with `JSONReader.key(_:is:)`).
+        static func match(_ w0: UInt64, _ w1: UInt64) -> (Self, Int)
+        static var other: Self { get }
+    }
+
+    enum SpanKey: MemberKey {
         case id, name, kind, tags, debug, shared, traceId, parentId, duration, timestamp
         case annotations, localEndpoint, remoteEndpoint, other
-    }
 
-    /// The member name whose first sixteen bytes (after the opening quote) are `w0`, `w1`,
-    /// and its length including the closing quote. Matching the closing quote too means the
-    /// raw name equals the key exactly (an escaped name never matches, as in `key(_:is:)`).
-    @inline(__always) static func spanKey(_ w0: UInt64, _ w1: UInt64) -> (SpanKey, Int) {
-        switch UInt8(truncatingIfNeeded: w0) {
-        case UInt8(ascii: "i"):
-            if w0 & 0xFF_FFFF == 0x22_6469 { return (.id, 3) }                                  // id"
-        case UInt8(ascii: "n"):
-            if w0 & 0xFF_FFFF_FFFF == 0x22_656D_616E { return (.name, 5) }                      // name"
-        case UInt8(ascii: "k"):
-            if w0 & 0xFF_FFFF_FFFF == 0x22_646E_696B { return (.kind, 5) }                      // kind"
-        case UInt8(ascii: "t"):
-            if w0 & 0xFF_FFFF_FFFF == 0x22_7367_6174 { return (.tags, 5) }                      // tags"
-            if w0 == 0x2264_4965_6361_7274 { return (.traceId, 8) }                             // traceId"
-            if w0 == 0x6D61_7473_656D_6974, w1 & 0xFFFF == 0x2270 { return (.timestamp, 10) }   // timestam|p"
-        case UInt8(ascii: "d"):
-            if w0 & 0xFFFF_FFFF_FFFF == 0x2267_7562_6564 { return (.debug, 6) }                 // debug"
-            if w0 == 0x6E6F_6974_6172_7564, w1 & 0xFF == 0x22 { return (.duration, 9) }         // duration|"
-        case UInt8(ascii: "s"):
-            if w0 & 0xFF_FFFF_FFFF_FFFF == 0x22_6465_7261_6873 { return (.shared, 7) }          // shared"
-        case UInt8(ascii: "p"):
-            if w0 == 0x6449_746E_6572_6170, w1 & 0xFF == 0x22 { return (.parentId, 9) }         // parentId|"
-        case UInt8(ascii: "a"):
-            if w0 == 0x6974_6174_6F6E_6E61, w1 & 0xFFFF_FFFF == 0x2273_6E6F { return (.annotations, 12) } // annotati|ons"
-        case UInt8(ascii: "l"):
-            if w0 == 0x646E_456C_6163_6F6C, w1 & 0xFFFF_FFFF_FFFF == 0x2274_6E69_6F70 {
-                return (.localEndpoint, 14)                                                      // localEnd|point"
+        @inline(__always) static func match(_ w0: UInt64, _ w1: UInt64) -> (SpanKey, Int) {
+            switch UInt8(truncatingIfNeeded: w0) {
+            case UInt8(ascii: "i"):
+                if w0 & 0xFF_FFFF == 0x22_6469 { return (.id, 3) }                                  // id"
+            case UInt8(ascii: "n"):
+                if w0 & 0xFF_FFFF_FFFF == 0x22_656D_616E { return (.name, 5) }                      // name"
+            case UInt8(ascii: "k"):
+                if w0 & 0xFF_FFFF_FFFF == 0x22_646E_696B { return (.kind, 5) }                      // kind"
+            case UInt8(ascii: "t"):
+                if w0 & 0xFF_FFFF_FFFF == 0x22_7367_6174 { return (.tags, 5) }                      // tags"
+                if w0 == 0x2264_4965_6361_7274 { return (.traceId, 8) }                             // traceId"
+                if w0 == 0x6D61_7473_656D_6974, w1 & 0xFFFF == 0x2270 { return (.timestamp, 10) }   // timestam|p"
+            case UInt8(ascii: "d"):
+                if w0 & 0xFFFF_FFFF_FFFF == 0x2267_7562_6564 { return (.debug, 6) }                 // debug"
+                if w0 == 0x6E6F_6974_6172_7564, w1 & 0xFF == 0x22 { return (.duration, 9) }         // duration|"
+            case UInt8(ascii: "s"):
+                if w0 & 0xFF_FFFF_FFFF_FFFF == 0x22_6465_7261_6873 { return (.shared, 7) }          // shared"
+            case UInt8(ascii: "p"):
+                if w0 == 0x6449_746E_6572_6170, w1 & 0xFF == 0x22 { return (.parentId, 9) }         // parentId|"
+            case UInt8(ascii: "a"):
+                if w0 == 0x6974_6174_6F6E_6E61, w1 & 0xFFFF_FFFF == 0x2273_6E6F { return (.annotations, 12) } // annotati|ons"
+            case UInt8(ascii: "l"):
+                if w0 == 0x646E_456C_6163_6F6C, w1 & 0xFFFF_FFFF_FFFF == 0x2274_6E69_6F70 {
+                    return (.localEndpoint, 14)                                                      // localEnd|point"
+                }
+            case UInt8(ascii: "r"):
+                if w0 == 0x6E45_6574_6F6D_6572, w1 & 0xFF_FFFF_FFFF_FFFF == 0x22_746E_696F_7064 {
+                    return (.remoteEndpoint, 15)                                                     // remoteEn|dpoint"
+                }
+            default: break
             }
-        case UInt8(ascii: "r"):
-            if w0 == 0x6E45_6574_6F6D_6572, w1 & 0xFF_FFFF_FFFF_FFFF == 0x22_746E_696F_7064 {
-                return (.remoteEndpoint, 15)                                                     // remoteEn|dpoint"
-            }
-        default: break
-        }
-        return (.other, 0)
-    }
-
-    enum EndpointKey { case serviceName, ipv4, ipv6, port, other }
-
-    @inline(__always) static func endpointKey(_ w0: UInt64, _ w1: UInt64) -> (EndpointKey, Int) {
-        if w0 == 0x4E65_6369_7672_6573, w1 & 0xFFFF_FFFF == 0x2265_6D61 { return (.serviceName, 12) } // serviceN|ame"
-        switch w0 & 0xFF_FFFF_FFFF {
-        case 0x22_3476_7069: return (.ipv4, 5) // ipv4"
-        case 0x22_3676_7069: return (.ipv6, 5) // ipv6"
-        case 0x22_7472_6F70: return (.port, 5) // port"
-        default: return (.other, 0)
+            return (.other, 0)
         }
     }
 
-    enum AnnotationKey { case timestamp, value, other }
+    enum EndpointKey: MemberKey {
+        case serviceName, ipv4, ipv6, port, other
 
-    @inline(__always) static func annotationKey(_ w0: UInt64, _ w1: UInt64) -> (AnnotationKey, Int) {
-        if w0 == 0x6D61_7473_656D_6974, w1 & 0xFFFF == 0x2270 { return (.timestamp, 10) } // timestam|p"
-        if w0 & 0xFFFF_FFFF_FFFF == 0x2265_756C_6176 { return (.value, 6) }              // value"
-        return (.other, 0)
+        @inline(__always) static func match(_ w0: UInt64, _ w1: UInt64) -> (EndpointKey, Int) {
+            if w0 == 0x4E65_6369_7672_6573, w1 & 0xFFFF_FFFF == 0x2265_6D61 { return (.serviceName, 12) } // serviceN|ame"
+            switch w0 & 0xFF_FFFF_FFFF {
+            case 0x22_3476_7069: return (.ipv4, 5) // ipv4"
+            case 0x22_3676_7069: return (.ipv6, 5) // ipv6"
+            case 0x22_7472_6F70: return (.port, 5) // port"
+            default: return (.other, 0)
+            }
+        }
+    }
+
+    enum AnnotationKey: MemberKey {
+        case timestamp, value, other
+
+        @inline(__always) static func match(_ w0: UInt64, _ w1: UInt64) -> (AnnotationKey, Int) {
+            if w0 == 0x6D61_7473_656D_6974, w1 & 0xFFFF == 0x2270 { return (.timestamp, 10) } // timestam|p"
+            if w0 & 0xFFFF_FFFF_FFFF == 0x2265_756C_6176 { return (.value, 6) }              // value"
+            return (.other, 0)
+        }
     }
 
     /// Reads the member name at `c.i` (its opening quote, checked by the caller) and the
     /// ':' after it, leaving `c` at the value. Names `match` does not know are read as
     /// strings. Nil when the syntax is not the simple one.
-    @inline(__always)
-    static func memberName<K>(_ c: inout JSONCursor, _ r: inout JSONReader, _ match: (UInt64, UInt64) -> (K, Int),
-                              other: K) -> K? {
-        let (key, length) = match(c.word(c.i &+ 1), c.word(c.i &+ 9))
+    @_transparent // as a specialised generic, @inline(__always) was left out of line
+    static func memberName<K: MemberKey>(_ c: inout JSONCursor, _ r: inout JSONReader, _: K.Type) -> K? {
+        let (key, length) = K.match(c.word(c.i &+ 1), c.word(c.i &+ 9))
         if length > 0 {
             c.i &+= 1 &+ length
         } else if c.plainString() == nil {
             guard string(&c, &r) != nil else { return nil }
         }
         guard c.consume(UInt8(ascii: ":")) else { return nil }
-        return length > 0 ? key : other
+        return length > 0 ? key : K.other
     }
 
     /// After a member's value: consumes ',' and is true (at the next member's quote, which
@@ -151,7 +169,7 @@ extension ZipkinJSONV2 {
     /// The text of a string value at `c.i`; nil unless it is a valid string.
     @inline(__always) static func text(_ c: inout JSONCursor, _ r: inout JSONReader, _ batch: inout SpanBatch) -> Str? {
         guard c.current == UInt8(ascii: "\"") else { return nil }
-        if let range = c.plainString() { return range.isEmpty ? .empty : batch.slice(range) }
+        if let range = c.plainString() { return slice(range) }
         return escapedText(&c, &r, &batch)
     }
 
@@ -230,10 +248,11 @@ extension ZipkinJSONV2 {
 
     // MARK: Objects
 
-    /// One span object at `r.position` (its '{'), or nil when the general path must decide.
-    /// Tags go to `tagBuffer`, flushed into the batch before a span is returned; annotations
-    /// and unescaped text go straight to the batch. The caller rolls those back on nil.
-    static func fastSpan(_ r: inout JSONReader, _ batch: inout SpanBatch, _ tagBuffer: inout TagBuffer) -> Span? {
+    /// Decodes the span object at `r.position` (its '{') and appends it to the batch, or
+    /// returns false when the general path must decide. Tags go through `tagBuffer`;
+    /// annotations and unescaped text go straight to the batch: the caller rolls those
+    /// back on false.
+    static func fastSpan(_ r: inout JSONReader, _ batch: inout SpanBatch, _ tagBuffer: inout TagBuffer) -> Bool {
         var c = JSONCursor(r)
         let start = c.i
         let tags0 = batch.tags.count, ann0 = batch.annotations.count
@@ -243,43 +262,43 @@ extension ZipkinJSONV2 {
         c.i &+= 1
         c.skipWhitespace()
         // An empty object has no traceId: the general path reports it.
-        guard c.current == UInt8(ascii: "\"") else { return nil }
+        guard c.current == UInt8(ascii: "\"") else { return false }
         while true {
-            guard let key = memberName(&c, &r, spanKey, other: SpanKey.other) else { return nil }
+            guard let key = memberName(&c, &r, SpanKey.self) else { return false }
             if c.current == UInt8(ascii: "n") {
-                guard c.atNull() else { return nil }
+                guard c.atNull() else { return false }
                 c.i &+= 4
                 canonical = false
             } else {
                 switch key {
                 case .id:
-                    guard let (id, ok) = spanID(&c, &r, field: "id"), id != 0 else { return nil }
+                    guard let (id, ok) = spanID(&c, &r, field: "id"), id != 0 else { return false }
                     span.id = id; haveID = true; canonical = canonical && ok
                 case .traceId:
-                    guard let (id, ok) = traceID(&c, &r) else { return nil }
+                    guard let (id, ok) = traceID(&c, &r) else { return false }
                     span.traceID = id; haveTrace = true; canonical = canonical && ok
                 case .parentId:
-                    guard let (id, ok) = spanID(&c, &r, field: "parentId") else { return nil }
+                    guard let (id, ok) = spanID(&c, &r, field: "parentId") else { return false }
                     span.parentID = id; canonical = canonical && ok && id != 0
                 case .name:
-                    guard let t = text(&c, &r, &batch) else { return nil }
+                    guard let t = text(&c, &r, &batch) else { return false }
                     span.name = t
                 case .kind:
-                    guard c.current == UInt8(ascii: "\"") else { return nil }
+                    guard c.current == UInt8(ascii: "\"") else { return false }
                     let s: JSONString
                     if let range = c.plainString() {
                         s = JSONString(start: range.lowerBound, end: range.upperBound, hasEscapes: false)
                     } else {
-                        guard let escaped = string(&c, &r) else { return nil }
+                        guard let escaped = string(&c, &r) else { return false }
                         s = escaped
                     }
                     let (kind, exact) = ZipkinKinds.parse(r.bytes(s.range))
                     span.kind = kind; canonical = canonical && exact
                 case .timestamp:
-                    guard let (v, ok) = micros(&c, &r, "timestamp") else { return nil }
+                    guard let (v, ok) = micros(&c, &r, "timestamp") else { return false }
                     span.startNanos = v; canonical = canonical && ok
                 case .duration:
-                    guard let (v, ok) = micros(&c, &r, "duration") else { return nil }
+                    guard let (v, ok) = micros(&c, &r, "duration") else { return false }
                     span.durationNanos = v; canonical = canonical && ok
                 case .debug, .shared:
                     let w = c.word(c.i)
@@ -289,46 +308,48 @@ extension ZipkinJSONV2 {
                     } else if w & 0xFF_FFFF_FFFF == 0x65_736C_6166 { // false
                         c.i &+= 5
                     } else {
-                        return nil
+                        return false
                     }
                 case .tags:
-                    guard tags(&c, &r, &batch, &tagBuffer, &span.flags, &canonical) else { return nil }
+                    guard tags(&c, &r, &batch, &tagBuffer, &span.flags, &canonical) else { return false }
                 case .annotations:
-                    guard annotations(&c, &r, &batch, &canonical) else { return nil }
+                    guard annotations(&c, &r, &batch, &canonical) else { return false }
                 case .localEndpoint:
-                    guard let e = endpoint(&c, &r, &batch, &canonical) else { return nil }
+                    guard let e = endpoint(&c, &r, &batch, &canonical) else { return false }
                     span.localEndpoint = e
                 case .remoteEndpoint:
-                    guard let e = endpoint(&c, &r, &batch, &canonical) else { return nil }
+                    guard let e = endpoint(&c, &r, &batch, &canonical) else { return false }
                     span.remoteEndpoint = e
                 case .other:
-                    guard skipValue(&c, &r) else { return nil }
+                    guard skipValue(&c, &r) else { return false }
                 }
             }
-            guard let more = nextMember(&c, close: UInt8(ascii: "}")) else { return nil }
+            guard let more = nextMember(&c, close: UInt8(ascii: "}")) else { return false }
             if !more { break }
         }
-        guard haveTrace, haveID else { return nil }
+        guard haveTrace, haveID else { return false }
         r.position = c.i
         tagBuffer.flush(into: &batch)
         span.tags = UInt32(tags0)..<UInt32(batch.tags.count)
         span.annotations = UInt32(ann0)..<UInt32(batch.annotations.count)
         if canonical { span.raw = batch.slice(start..<c.i) }
-        return span
+        batch.spans.append(span)
+        return true
     }
 
     /// The `tags` object: string values (and nulls); numbers, booleans and anything
     /// invalid are left to the general path.
-    static func tags(_ c: inout JSONCursor, _ r: inout JSONReader, _ batch: inout SpanBatch, _ tagBuffer: inout TagBuffer,
+    static func tags(_ cursor: inout JSONCursor, _ r: inout JSONReader, _ batch: inout SpanBatch, _ tagBuffer: inout TagBuffer,
                      _ flags: inout Span.Flags, _ canonical: inout Bool) -> Bool {
+        var c = cursor // a local, kept in registers
         guard c.consume(UInt8(ascii: "{")) else { return false }
-        if c.current == UInt8(ascii: "}") { c.i &+= 1; return true }
+        if c.current == UInt8(ascii: "}") { cursor.i = c.i &+ 1; return true }
         while true {
             guard c.current == UInt8(ascii: "\"") else { return false }
             // As in the general path, the key's text is taken before the value is read.
             let key: Str, isError: Bool
             if let range = c.plainString() {
-                key = range.isEmpty ? .empty : batch.slice(range)
+                key = slice(range)
                 isError = range.count == 5 && c.word(range.lowerBound) & 0xFF_FFFF_FFFF == 0x72_6F72_7265 // error
             } else {
                 guard let s = string(&c, &r) else { return false }
@@ -340,7 +361,7 @@ extension ZipkinJSONV2 {
             if b == UInt8(ascii: "\"") {
                 let value: Str
                 if let range = c.plainString() {
-                    value = range.isEmpty ? .empty : batch.slice(range)
+                    value = slice(range)
                 } else {
                     guard let t = escapedText(&c, &r, &batch) else { return false }
                     value = t
@@ -354,7 +375,7 @@ extension ZipkinJSONV2 {
                 return false
             }
             guard let more = nextMember(&c, close: UInt8(ascii: "}")) else { return false }
-            if !more { return true }
+            if !more { cursor.i = c.i; return true }
         }
     }
 
@@ -374,7 +395,7 @@ extension ZipkinJSONV2 {
                 } else {
                     guard c.current == UInt8(ascii: "\"") else { return false }
                     while true {
-                        guard let key = memberName(&c, &r, annotationKey, other: AnnotationKey.other) else { return false }
+                        guard let key = memberName(&c, &r, AnnotationKey.self) else { return false }
                         if c.current == UInt8(ascii: "n") {
                             guard c.atNull() else { return false }
                             c.i &+= 4
@@ -418,7 +439,7 @@ extension ZipkinJSONV2 {
         if c.current == UInt8(ascii: "}") { c.i &+= 1; return e }
         guard c.current == UInt8(ascii: "\"") else { return nil }
         while true {
-            guard let key = memberName(&c, &r, endpointKey, other: EndpointKey.other) else { return nil }
+            guard let key = memberName(&c, &r, EndpointKey.self) else { return nil }
             if c.current == UInt8(ascii: "n") {
                 guard c.atNull() else { return nil }
                 c.i &+= 4
