@@ -2,6 +2,7 @@ import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
+internal import CShims
 
 /// One accepted TCP connection: a non-blocking fd, its serial queue (targeting an event
 /// loop), its readiness notifications and the protocol engine it drives.

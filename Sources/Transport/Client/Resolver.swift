@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+internal import CShims
 
 /// One TCP address of a backend: the raw `sockaddr` to connect to and its "ip:port" text
 /// ("[v6]:port" for IPv6, as the server prints peers).
