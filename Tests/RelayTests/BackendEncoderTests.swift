@@ -140,4 +140,38 @@ import Testing
         #expect(RecordMeta([9, 0, 0, 0, 0][...]) == nil)
         #expect(RecordMeta([][...]) == nil)
     }
+
+    @Test func aWholeBodyIsForwardedWithoutEncodingWhenEverySpanGoesUnchanged() throws {
+        let t = try table("    - {name: z, type: zipkin, conf: {url: 'http://127.0.0.1:1/', traceId128bit: true}}")
+        let e = BackendEncoder(t.backends[0])
+        // Whitespace around the spans: still a list of the original spans, sent as received.
+        let spaced = "  [\n " + Self.twoSpans.dropFirst().dropLast() + " \n]\n"
+        let b = try batch(String(spaced))
+        #expect(BackendEncoder.bodyIsListOfRaws(b))
+        let r = e.encode(b, routed: all(b), table: t)
+        #expect(Array(r.bytes) == Array(spaced.utf8))
+        // Only some spans routed: encoded from their raws instead.
+        let one = e.encode(b, routed: [all(b)[1]], table: t)
+        #expect(try ZipkinJSONV2.decode(Array(one.bytes), metadata: BatchMetadata(format: .zipkinV2JSON)).count == 1)
+        // A span the decoder normalised (no raw: ids in upper case) rules the whole body out.
+        let upper = try batch(#"[{"traceId":"ABC","id":"1"},{"traceId":"abc","id":"2"}]"#)
+        #expect(!BackendEncoder.bodyIsListOfRaws(upper))
+        let re = e.encode(upper, routed: all(upper), table: t)
+        #expect(String(decoding: re.bytes, as: UTF8.self).contains("\"0000000000000abc\""))
+        // Datadog v0.4 to a Datadog backend: the tracer's own bytes, trace count from them.
+        let ddBytes = try ddBody()
+        let dd = try DatadogV04.decode(ddBytes, metadata: BatchMetadata(format: .datadogV04))
+        let td = try table("    - {name: d, type: datadog, conf: {address: 127.0.0.1, port: 8126}}")
+        let rd = BackendEncoder(td.backends[0]).encode(dd, routed: all(dd), table: td)
+        #expect(Array(rd.bytes) == ddBytes)
+        #expect(RecordMeta(rd.metadata)?.traceCount == 2)
+    }
+
+    /// Two traces, msgpack v0.4, as a tracer writes them.
+    func ddBody() throws -> [UInt8] {
+        let b = try batch()
+        var out: [UInt8] = []
+        DatadogV04.encode(b, into: &out)
+        return out
+    }
 }

@@ -43,6 +43,7 @@ struct BackendEncoder: Sendable {
         let needsRewrite = routed.contains { $0.addedTags != 0 }
             || (!keep128 && routed.contains { batch.spans[Int($0.span)].traceID.high != 0 })
             || splitService
+        if !needsRewrite && routed.count == batch.count, let whole = wholeBody(batch) { return whole }
         var work = batch
         let indices: [Int]
         if needsRewrite {
@@ -71,10 +72,7 @@ struct BackendEncoder: Sendable {
                 ZipkinJSONV2.encode(work, spans: indices, into: &out)
                 meta = RecordMeta(format: .zipkinJSON)
             }
-            let tags = batch.metadata.requestTags.map { TagPair($0.key, $0.value) }
-            var headers = meta.headers
-            if !tags.isEmpty { headers.append((TracerelayTagsHeader.name, TracerelayTagsHeader.format(tags))) }
-            meta.groupKey = RecordMeta.groupKey(headers)
+            meta.groupKey = relayGroupKey(batch, meta)
         case .file, .log, .discard:
             ZipkinJSONV2.encodeLines(work, spans: indices, into: &out)
             meta = RecordMeta(format: .ndjson)
@@ -82,14 +80,80 @@ struct BackendEncoder: Sendable {
         return Record(bytes: out, spanCount: indices.count, metadata: meta.encoded())
     }
 
+    /// When every span of the batch goes to this backend unchanged and the backend takes the
+    /// batch's own format, the request body itself is the record: no encoding and no copy (the
+    /// record shares the body's buffer). Zipkin v2 JSON qualifies when the body is exactly a
+    /// list of the spans' original bytes (every span kept its `raw`); Datadog v0.4 always (the
+    /// tracer wrote it for an agent).
+    private func wholeBody(_ batch: SpanBatch) -> Record? {
+        let body = batch.storage[0..<batch.bodyCount]
+        switch (kind, batch.metadata.format) {
+        case (.zipkin, .zipkinV2JSON) where !zipkinProto, (.tracerelay, .zipkinV2JSON):
+            guard Self.bodyIsListOfRaws(batch) else { return nil }
+            var meta = RecordMeta(format: .zipkinJSON)
+            if kind == .tracerelay { meta.groupKey = relayGroupKey(batch, meta) }
+            return Record(bytes: body, spanCount: batch.count, metadata: meta.encoded()[...])
+        case (.datadog, .datadogV04), (.tracerelay, .datadogV04):
+            guard let (traces, _) = MsgpackArray.split(body) else { return nil }
+            var meta = RecordMeta(format: .datadogV04, traceCount: traces,
+                                  groupKey: RecordMeta.groupKey(datadogHeaders(batch)))
+            if kind == .tracerelay { meta.groupKey = relayGroupKey(batch, meta) }
+            return Record(bytes: body, spanCount: batch.count, metadata: meta.encoded()[...])
+        default:
+            return nil
+        }
+    }
+
+    /// Whether the body is `[raw0, raw1, …]` with only whitespace around the brackets and commas:
+    /// then forwarding it whole forwards exactly the spans, each byte for byte.
+    static func bodyIsListOfRaws(_ batch: SpanBatch) -> Bool {
+        guard !batch.isEmpty else { return false }
+        return batch.storage.withUnsafeBufferPointer { b -> Bool in
+            @inline(__always) func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 }
+            var i = 0
+            let end = batch.bodyCount
+            while i < end, isSpace(b[i]) { i += 1 }
+            guard i < end, b[i] == UInt8(ascii: "[") else { return false }
+            i += 1
+            for (k, s) in batch.spans.enumerated() {
+                guard !s.raw.isEmpty else { return false }
+                let start = Int(s.raw.offset)
+                guard start >= i, start + Int(s.raw.count) <= end else { return false }
+                var commas = 0
+                while i < start {
+                    if b[i] == UInt8(ascii: ",") { commas += 1 } else if !isSpace(b[i]) { return false }
+                    i += 1
+                }
+                guard commas == (k == 0 ? 0 : 1) else { return false }
+                i = start + Int(s.raw.count)
+            }
+            while i < end, isSpace(b[i]) { i += 1 }
+            guard i < end, b[i] == UInt8(ascii: "]") else { return false }
+            i += 1
+            while i < end, isSpace(b[i]) { i += 1 }
+            return i == end
+        }
+    }
+
+    private func relayGroupKey(_ batch: SpanBatch, _ meta: RecordMeta) -> String {
+        let tags = batch.metadata.requestTags.map { TagPair($0.key, $0.value) }
+        var headers = meta.headers
+        if !tags.isEmpty { headers.append((TracerelayTagsHeader.name, TracerelayTagsHeader.format(tags))) }
+        return RecordMeta.groupKey(headers)
+    }
+
+    private func datadogHeaders(_ batch: SpanBatch) -> [(name: String, value: String)] {
+        let headers = batch.metadata.forwardHeaders
+        if !Self.isDatadog(batch.metadata.format) || !headers.contains(where: { $0.name.lowercased() == "datadog-meta-tracer-version" }) {
+            return [("Datadog-Meta-Lang", "tracerelay"), ("Datadog-Meta-Tracer-Version", relayVersion)]
+        }
+        return headers
+    }
+
     private func datadog(_ batch: SpanBatch, _ indices: [Int], _ out: inout [UInt8]) -> RecordMeta {
         DatadogV04.encode(batch, spans: indices, into: &out)
         let traces = MsgpackArray.split(out[...])?.0 ?? 0
-        var headers = batch.metadata.forwardHeaders
-        if !Self.isDatadog(batch.metadata.format) || !headers.contains(where: { $0.name.lowercased() == "datadog-meta-tracer-version" }) {
-            headers = [("Datadog-Meta-Lang", "tracerelay"), ("Datadog-Meta-Tracer-Version", relayVersion)]
-        }
-        return RecordMeta(format: .datadogV04, traceCount: traces, groupKey: RecordMeta.groupKey(headers))
+        return RecordMeta(format: .datadogV04, traceCount: traces, groupKey: RecordMeta.groupKey(datadogHeaders(batch)))
     }
 
     /// Applies MeshTrace tags, 64-bit trace ids and split service names to the routed spans of

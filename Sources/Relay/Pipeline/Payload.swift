@@ -82,6 +82,12 @@ struct Payload: Sendable {
     /// Zipkin JSON lists are merged into one list; proto3 and NDJSON records concatenate;
     /// Datadog trace arrays get one array header with the summed count.
     static func join(_ records: [Record], meta: RecordMeta) -> Payload {
+        if records.count == 1 {
+            // A record is a whole body of its format already; a record that is a request body
+            // (the common case) becomes the payload without a copy.
+            let r = records[0]
+            return Payload(format: meta.format, body: Array(r.bytes), spanCount: r.spanCount, traceCount: meta.traceCount, headers: meta.headers)
+        }
         var body: [UInt8] = []
         body.reserveCapacity(records.reduce(16) { $0 + $1.bytes.count })
         var spans = 0, traces = 0

@@ -93,8 +93,9 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     /// from the completion finds this connection idle in the pool instead of opening another.
     private var ready: [(PendingRequest, Result<ClientResponse, ClientError>)] = []
 
-    /// Bytes moved from the engine per `drainOutput`.
-    static let drainLimit = 256 << 10
+    /// Bytes moved from the engine per `drainOutput`. Large, so a whole request (up to a few
+    /// MiB of spans) is handed over by swapping buffers rather than copied in pieces.
+    static let drainLimit = 32 << 20
 
     init(address: ResolvedAddress, authority: String, loop: EventLoop, config: HTTPClientConfiguration,
          owner: any ClientConnectionOwner) {
