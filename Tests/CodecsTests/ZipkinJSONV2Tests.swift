@@ -75,6 +75,18 @@ import Spans
         #expect(decodeError(#"[{"traceId":"0","id":"1"}]"#)?.code == .invalidValue)
     }
 
+    @Test func envoyLocalEndpointWithPortZeroKeepsTheOriginalBytes() throws {
+        // Envoy writes its local endpoint with "port":0; Zipkin reads 0 as "no port", which is what
+        // the decoded span says too, so the span is forwarded as received.
+        let text = #"[{"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d312","name":"ingress","localEndpoint":{"serviceName":"web","ipv4":"10.0.0.1","port":0}}]"#
+        let b = try decode(text)
+        #expect(b.spans[0].localEndpoint.port == 0)
+        #expect(b.string(b.spans[0].raw) == String(text.dropFirst().dropLast()))
+        // A negative port is not what a re-encoding would say: not reused.
+        #expect(try decode(#"[{"traceId":"1","id":"2","localEndpoint":{"port":-1}}]"#).spans[0].raw.isEmpty)
+        #expect(try decode(#"[{"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d312","localEndpoint":{"port":-1}}]"#).spans[0].raw.isEmpty)
+    }
+
     @Test func acceptsWhatRealClientsSend() throws {
         let b = try decode(#"""
         [ {"traceId":"00f067aa0ba902b7","id":"00f067aa0ba902b8","kind":null,"name":null,"parentId":null,

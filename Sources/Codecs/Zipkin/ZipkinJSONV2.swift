@@ -178,8 +178,10 @@ public enum ZipkinJSONV2 {
                 e.ipv6 = r.text(try r.readString(), in: &batch)
             } else if r.key(k, is: "port") {
                 let n = try r.readNumber()
-                // Zipkin treats 0, negative and out-of-range ports as absent.
-                if let p = n.integer, p > 0, p <= 65535 { e.port = UInt16(p) } else { canonical = false }
+                // Zipkin treats 0, negative and out-of-range ports as absent. An explicit 0 (Envoy
+                // writes its local endpoint so) means "absent" to every Zipkin reader: the span's
+                // own bytes still mean what a re-encoding would, so it stays forwardable as is.
+                if let p = n.integer, p > 0, p <= 65535 { e.port = UInt16(p) } else if n.integer != 0 { canonical = false }
             } else {
                 try r.skipValue()
             }

@@ -464,7 +464,8 @@ extension ZipkinJSONV2 {
                         guard let n = checkedNumber(&c, &r) else { return nil }
                         port = n.integer
                     }
-                    if let p = port, p > 0, p <= 65535 { e.port = UInt16(p) } else { canonical = false }
+                    // An explicit 0 (Envoy's local endpoint) means "absent" to every Zipkin reader: still canonical.
+                    if let p = port, p > 0, p <= 65535 { e.port = UInt16(p) } else if port != 0 { canonical = false }
                 case .other:
                     guard skipValue(&c, &r) else { return nil }
                 }
