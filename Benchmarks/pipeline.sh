@@ -9,9 +9,9 @@
 #   anchor-zipkin  Zipkin JSON over h2c (h2load)  → discard backend   (ingest only: decode + route)
 #   anchor-dd      Datadog v0.4 over HTTP/1.1 (wrk, PUT) → discard backend
 #   1 zipkin→zipkin  Zipkin JSON over h2c → zipkin backend (traceId128bit: true). Envoy writes
-#                    "port":0 in localEndpoint, which the decoder does not count as canonical, so
-#                    these spans are re-encoded rather than copied
-#   1c               the same spans with port 8080: canonical, forwarded as their original bytes
+#                    "port":0 in localEndpoint; such spans are canonical and forwarded as their
+#                    original bytes (the whole request body when every span goes to the backend)
+#   1c               the same spans with port 8080
 #   1r               (not in the default list) 1c with Kuma's default traceId128bit: false: the
 #                    128-bit ids are cut to 64 bits, so every span is re-encoded
 #   2 dd→dd          Datadog v0.4 over HTTP/1.1 → datadog backend (PUT /v0.4/traces msgpack)
