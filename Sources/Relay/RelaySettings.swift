@@ -14,11 +14,11 @@ public struct RelayOverrides: Sendable {
     public init() {}
 }
 
-extension RelayConfig {
+extension RelayFile {
     /// The configuration with the command line's overrides that routing depends on (the region).
-    public func applying(_ o: RelayOverrides) -> RelayConfig {
+    public func applying(_ o: RelayOverrides) -> RelayFile {
         var c = self
-        if let r = o.region { c.region = r }
+        if let r = o.region { c.routing.region = r }
         return c
     }
 }
@@ -27,8 +27,9 @@ extension RelayService.Settings {
     /// The service's settings from a loaded configuration and the command line: listeners
     /// (with their static tags), the admin listener, spill settings, trusted upstream tags.
     /// - Throws: `RelayStartError` naming the address that does not parse.
-    public init(config: RelayConfig, table: RoutingTable, overrides o: RelayOverrides) throws(RelayStartError) {
+    public init(file: RelayFile, table: RoutingTable, overrides o: RelayOverrides) throws(RelayStartError) {
         self.init()
+        let config = file.relay
         routing = table
         spill = config.spill
         if let d = o.spillDirectory { spill.directory = d }

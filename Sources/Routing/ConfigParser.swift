@@ -8,17 +8,34 @@ import Darwin
 extension RelayConfig {
     /// Reads and parses a configuration file (see `parse(yaml:)`).
     public static func load(path: String) throws(ConfigError) -> RelayConfig {
+        try parse(yaml: readText(path))
+    }
+
+    /// A configuration file's text, or an error naming the file.
+    package static func readText(_ path: String) throws(ConfigError) -> String {
         guard let text = readWholeFile(path) else {
             throw ConfigError(ConfigIssue(.error, .syntax, message: "cannot read config file '\(path)': \(String(cString: strerror(errno)))"))
         }
-        return try parse(yaml: text)
+        return text
+    }
+
+    /// The Relay document's keys that are not routing's (the Relay module reads them).
+    package static let relayOnlyKeys = ["listeners", "admin", "adminAddress", "spill", "trustUpstreamTags"]
+
+    /// Parses the routing part of a file; the Relay document's other keys are accepted unread.
+    public static func parse(yaml: String) throws(ConfigError) -> RelayConfig {
+        try parse(yaml: yaml) { m in for k in relayOnlyKeys { m.ignore(k) } }
     }
 
     /// Parses a multi-document YAML file: an optional `Relay` document and Kuma resources
     /// (`Mesh`, `TrafficTrace`, `MeshTrace`) in Universal (`type:`) or Kubernetes
     /// (`apiVersion`/`kind`/`metadata`/`spec`) form. Unknown fields become warnings in
     /// `diagnostics`; invalid values throw, listing every error with document, path and line.
-    public static func parse(yaml: String) throws(ConfigError) -> RelayConfig {
+    ///
+    /// `relaySection` is called with the Relay document (its `spec` in Kubernetes form) once,
+    /// before its unknown fields are reported: what it reads counts as known, and what it
+    /// reports lands in the same list of errors and warnings.
+    package static func parse(yaml: String, relaySection: (YMap) -> Void) throws(ConfigError) -> RelayConfig {
         let sink = IssueSink()
         var config = RelayConfig()
         var sawRelay = false
@@ -31,18 +48,20 @@ extension RelayConfig {
             throw ConfigError(ConfigIssue(.error, .syntax, document: docs.count + 1, line: yamlLine(error),
                                           message: "not valid YAML: \(yamlProblem(error))"))
         }
-        var parser = DocumentParser(sink: sink)
-        for (i, node) in docs.enumerated() {
-            sink.document = i + 1
+        withoutActuallyEscaping(relaySection) { relaySection in
+            var parser = DocumentParser(sink: sink, relaySection: relaySection)
+            for (i, node) in docs.enumerated() {
+                sink.document = i + 1
+                sink.resource = nil
+                let doc = YValue(node: node, path: "", sink: sink)
+                if doc.isNull { continue }
+                guard let map = doc.map() else { continue }
+                parser.parseDocument(map, index: i + 1, into: &config, sawRelay: &sawRelay)
+            }
+            sink.document = nil
             sink.resource = nil
-            let doc = YValue(node: node, path: "", sink: sink)
-            if doc.isNull { continue }
-            guard let map = doc.map() else { continue }
-            parser.parseDocument(map, index: i + 1, into: &config, sawRelay: &sawRelay)
+            parser.finishBackends(into: &config)
         }
-        sink.document = nil
-        sink.resource = nil
-        parser.finishBackends(into: &config)
         // In file order (readers report inner fields first).
         let ordered = sink.issues.enumerated().sorted { a, b in
             (a.element.document ?? 0, a.element.line ?? 0, a.offset) < (b.element.document ?? 0, b.element.line ?? 0, b.offset)
@@ -90,10 +109,15 @@ func readWholeFile(_ path: String) -> String? {
 /// Turns documents into config values, one resource kind per method.
 struct DocumentParser {
     let sink: IssueSink
+    /// Reads the Relay document's non-routing keys (the Relay module's settings).
+    let relaySection: (YMap) -> Void
     /// Backends in definition order, with the first definition kept for each name.
     var backends: [BackendConfig] = []
 
-    init(sink: IssueSink) { self.sink = sink }
+    init(sink: IssueSink, relaySection: @escaping (YMap) -> Void) {
+        self.sink = sink
+        self.relaySection = relaySection
+    }
 
     mutating func parseDocument(_ m: YMap, index: Int, into c: inout RelayConfig, sawRelay: inout Bool) {
         // Universal form: `type:` at the top. Kubernetes form: `apiVersion`, `kind`, `metadata`, `spec`.
@@ -462,27 +486,7 @@ struct DocumentParser {
 
     private mutating func parseRelay(_ m: YMap, into c: inout RelayConfig) {
         m.ignore("name")
-        if let list = m["listeners"]?.list() {
-            c.listeners = []
-            for (i, item) in list.enumerated() {
-                guard let l = item.map() else { continue }
-                let address = l.required("address", "host:port to listen on")?.nonEmptyString()
-                if let address, !isHostPort(address) { l["address"]?.error(.invalidValue, "expected host:port (e.g. 0.0.0.0:9411), got '\(address)'") }
-                let name = l["name"]?.nonEmptyString() ?? "listener-\(i)"
-                let tags = l["tags"]?.stringPairs() ?? []
-                if let address { c.listeners.append(ListenerConfig(name: name, address: address, tags: tags)) }
-                l.finish()
-            }
-        }
-        if let a = m["admin"]?.map() {
-            if let addr = a["address"]?.nonEmptyString() {
-                if isHostPort(addr) { c.adminAddress = addr } else { a["address"]?.error(.invalidValue, "expected host:port, got '\(addr)'") }
-            }
-            a.finish()
-        }
-        if let v = m["adminAddress"], let addr = v.nonEmptyString() {
-            if isHostPort(addr) { c.adminAddress = addr } else { v.error(.invalidValue, "expected host:port, got '\(addr)'") }
-        }
+        relaySection(m)
         c.region = m["region"]?.nonEmptyString()
         if let rm = m["regions"]?.map() {
             for (name, v) in rm.pairs {
@@ -493,31 +497,6 @@ struct DocumentParser {
             }
         }
         for p in m["zoneRegions"]?.stringPairs() ?? [] { c.zoneRegions[p.key] = p.value }
-        c.trustUpstreamTags = m["trustUpstreamTags"]?.bool() ?? false
-        if let s = m["spill"]?.map() {
-            if let d = s["directory"]?.nonEmptyString() { c.spill.directory = d }
-            if let v = s["memoryBytes"]?.byteSize() { c.spill.memoryBytes = v }
-            if let v = s["maxDiskBytes"]?.byteSize() { c.spill.maxDiskBytes = v }
-            if let v = s["maxTotalDiskBytes"]?.byteSize() { c.spill.maxTotalDiskBytes = v }
-            if let v = s["maxAge"]?.durationSeconds() { c.spill.maxAgeSeconds = v }
-            if let v = s["whenFull"], let t = v.string() {
-                if let w = SpillSettings.WhenFull(rawValue: t) { c.spill.whenFull = w }
-                else { v.error(.invalidValue, "expected whenFull reject or dropOldest, got '\(t)'") }
-            }
-            if let dv = s["durability"] {
-                if case .scalar = dv.node {
-                    if let d = durability(dv) { c.spill.durability = d }
-                } else if let dm = dv.map() {
-                    if let v = dm["default"], let d = durability(v) { c.spill.durability = d }
-                    if let bm = dm["backends"]?.map() {
-                        for (name, v) in bm.pairs { bm.used.insert(name); if let d = durability(v) { c.spill.backendDurability[name] = d } }
-                        bm.finish()
-                    }
-                    dm.finish()
-                }
-            }
-            s.finish()
-        }
         // Relay-only backends (a central relay, a log sink) that policies can name.
         for item in m["backends"]?.list() ?? [] {
             guard let b = item.map() else { continue }
@@ -528,17 +507,10 @@ struct DocumentParser {
             b.finish()
         }
     }
-
-    private func durability(_ v: YValue) -> SpillSettings.Durability? {
-        guard let t = v.string() else { return nil }
-        if let d = SpillSettings.Durability(rawValue: t) { return d }
-        v.error(.invalidValue, "expected durability memory, spill or wal, got '\(t)'")
-        return nil
-    }
 }
 
 /// `host:port` or `[v6]:port` with a port in 0...65535.
-func isHostPort(_ s: String) -> Bool {
+package func isHostPort(_ s: String) -> Bool {
     guard let colon = s.lastIndex(of: ":") else { return false }
     let host = s[..<colon]
     guard let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port), !host.isEmpty else { return false }

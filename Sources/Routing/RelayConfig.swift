@@ -205,59 +205,6 @@ public struct MeshTraceResource: Hashable, Sendable {
     }
 }
 
-/// Settings of the spill (disk) buffer, as plain values; Buffering interprets them.
-public struct SpillSettings: Hashable, Sendable {
-    /// How a backend's queued spans are kept.
-    public enum Durability: String, Hashable, Sendable, CaseIterable {
-        /// Memory only (fastest); graceful shutdown spills memory to disk, a crash loses it.
-        case memory
-        /// As memory, plus spill to zstd segments when memory fills or the backend is down (default).
-        case spill
-        /// Every accepted batch is appended and fsynced (group commit) before the client is answered.
-        case wal
-    }
-    /// What to do when memory and disk are full.
-    public enum WhenFull: String, Hashable, Sendable, CaseIterable {
-        /// Answer clients 429/503 with Retry-After (back-pressure).
-        case reject
-        /// Delete the oldest queued data to make room.
-        case dropOldest
-    }
-
-    /// Default `/var/lib/tracerelay/spill`... relative paths are relative to the working directory.
-    public var directory: String = "tracerelay-spill"
-    /// Memory budget per backend queue before spilling; default 64 MiB.
-    public var memoryBytes: Int = 64 << 20
-    /// Disk budget per backend; default 1 GiB.
-    public var maxDiskBytes: Int = 1 << 30
-    /// Disk budget for all backends together; nil = no total cap beyond the per-backend ones.
-    public var maxTotalDiskBytes: Int? = nil
-    /// Queued data older than this is dropped (and counted); nil = kept until delivered.
-    public var maxAgeSeconds: Int? = nil
-    public var durability: Durability = .spill
-    /// Per-backend overrides of `durability`, by backend name.
-    public var backendDurability: [String: Durability] = [:]
-    public var whenFull: WhenFull = .reject
-
-    public init() {}
-
-    public func durability(for backend: String) -> Durability { backendDurability[backend] ?? durability }
-}
-
-/// One listening socket of the relay.
-public struct ListenerConfig: Hashable, Sendable {
-    public var name: String
-    /// `host:port`; port 0 lets the OS choose.
-    public var address: String
-    /// Request-level tags added to every span received here (they win over span tags).
-    public var tags: [TagPair]
-    public init(name: String, address: String, tags: [TagPair] = []) {
-        self.name = name
-        self.address = address
-        self.tags = tags
-    }
-}
-
 /// What the relay does for spans of one region whose chosen backend is elsewhere.
 public struct RegionSettings: Hashable, Sendable {
     /// A backend of this region that takes such spans instead of refusing them.
@@ -265,24 +212,17 @@ public struct RegionSettings: Hashable, Sendable {
     public init(fallbackBackend: String? = nil) { self.fallbackBackend = fallbackBackend }
 }
 
-/// A parsed configuration file: the Relay document's settings plus the Kuma resources.
-/// Parsing checks types and values; `RoutingTable(config)` checks references and residency.
+/// The routing part of a configuration file: the Kuma resources plus the Relay document's
+/// routing settings (regions, zone → region map, relay-only backends). The Relay document's
+/// listeners, admin address, spill and trust settings belong to the Relay module, which reads
+/// them from the same file (`RelayFile` there). Parsing checks types and values;
+/// `RoutingTable(config)` checks references and residency.
 public struct RelayConfig: Hashable, Sendable {
-    public static let defaultListenerAddress = "127.0.0.1:9411"
-    public static let defaultAdminAddress = "127.0.0.1:9901"
-
-    /// Listeners; when the file names none, one at 127.0.0.1:9411 named `default`.
-    public var listeners: [ListenerConfig] = [ListenerConfig(name: "default", address: defaultListenerAddress)]
-    /// Admin (health, metrics, status) address; default 127.0.0.1:9901.
-    public var adminAddress: String = defaultAdminAddress
     /// This relay's own region (informational; shown by `check`, used as a metrics label).
     public var region: String?
     public var regions: [String: RegionSettings] = [:]
     /// Kuma zone → region, for spans that carry a zone but no `region` tag.
     public var zoneRegions: [String: String] = [:]
-    public var spill = SpillSettings()
-    /// Accept `X-Tracerelay-Tags` from clients (only from upstream relays you trust); default false.
-    public var trustUpstreamTags = false
     /// Every backend, from Mesh resources, MeshTraces and the Relay document, unique by name.
     public var backends: [BackendConfig] = []
     public var meshes: [MeshResource] = []
@@ -295,8 +235,9 @@ public struct RelayConfig: Hashable, Sendable {
 
     public func backend(named name: String) -> BackendConfig? { backends.first { $0.name == name } }
 
-    /// Works out of the box: Zipkin on 127.0.0.1:9411, Datadog on 127.0.0.1:8126 (each listener
-    /// serves every ingest endpoint), admin on 127.0.0.1:9901, and a `log` backend named `default`.
+    /// The routing part of the embedded default (`embeddedDefaultYAML`): a `log` backend named
+    /// `default`. The Relay module reads the same text for its listeners (Zipkin on
+    /// 127.0.0.1:9411, Datadog on 127.0.0.1:8126, admin on 127.0.0.1:9901).
     public static var embeddedDefault: RelayConfig {
         // The text is parsed like any file so the default and the docs cannot drift apart.
         try! parse(yaml: embeddedDefaultYAML)

@@ -53,17 +53,3 @@ public enum TracerelayTagsHeader {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
-
-extension RoutingTable {
-    /// Request-level tags for a batch, in precedence order: the listener's static tags, then the
-    /// upstream relay's `X-Tracerelay-Tags` (only when `trustUpstreamTags`; a malformed header is
-    /// ignored). Put the result in `BatchMetadata.requestTags`.
-    public func requestTags(listener: String, header: String?) -> [(key: String, value: String)] {
-        var out: [(key: String, value: String)] = []
-        if let l = config.listeners.first(where: { $0.name == listener }) { out += l.tags.map { ($0.key, $0.value) } }
-        if config.trustUpstreamTags, let header, let tags = TracerelayTagsHeader.parse(header) {
-            out += tags.map { ($0.key, $0.value) }
-        }
-        return out
-    }
-}

@@ -1,30 +1,30 @@
 internal import Yams
 
 /// Collects findings while one file is read; shared by the readers of all its documents.
-final class IssueSink {
-    var issues: [ConfigIssue] = []
-    var document: Int? = nil
-    var resource: String? = nil
+package final class IssueSink {
+    package var issues: [ConfigIssue] = []
+    package var document: Int? = nil
+    package var resource: String? = nil
 
-    func add(_ sev: ConfigIssue.Severity, _ code: ConfigIssue.Code, _ path: String, _ line: Int?, _ msg: String) {
+    package func add(_ sev: ConfigIssue.Severity, _ code: ConfigIssue.Code, _ path: String, _ line: Int?, _ msg: String) {
         issues.append(ConfigIssue(sev, code, document: document, resource: resource, path: path, line: line, message: msg))
     }
-    var hasErrors: Bool { issues.contains { $0.severity == .error } }
+    package var hasErrors: Bool { issues.contains { $0.severity == .error } }
 }
 
 /// A YAML value with its path in the document, so every error names where it is.
-struct YValue {
+package struct YValue {
     let node: Node
-    let path: String
-    let sink: IssueSink
+    package let path: String
+    package let sink: IssueSink
 
-    var line: Int? { node.mark?.line }
+    package var line: Int? { node.mark?.line }
 
-    func child(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
+    package func child(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
 
-    func error(_ code: ConfigIssue.Code, _ msg: String) { sink.add(.error, code, path, line, msg) }
+    package func error(_ code: ConfigIssue.Code, _ msg: String) { sink.add(.error, code, path, line, msg) }
 
-    var kindName: String {
+    package var kindName: String {
         switch node {
         case .scalar(let s): s.string.isEmpty || s.string == "~" || s.string == "null" ? "null" : "a scalar"
         case .mapping: "a mapping"
@@ -33,24 +33,24 @@ struct YValue {
         }
     }
 
-    var isNull: Bool {
+    package var isNull: Bool {
         if case .scalar(let s) = node, s.style == .plain, ["", "~", "null", "Null", "NULL"].contains(s.string) { return true }
         return false
     }
 
     /// A scalar as text; reports an error and returns nil for a mapping or list.
-    func string() -> String? {
+    package func string() -> String? {
         guard case .scalar(let s) = node else { error(.invalidValue, "expected a string, got \(kindName)"); return nil }
         return s.string
     }
 
-    func nonEmptyString() -> String? {
+    package func nonEmptyString() -> String? {
         guard let s = string() else { return nil }
         if s.isEmpty { error(.invalidValue, "expected a non-empty string"); return nil }
         return s
     }
 
-    func double(in range: ClosedRange<Double>? = nil) -> Double? {
+    package func double(in range: ClosedRange<Double>? = nil) -> Double? {
         guard case .scalar(let s) = node, let v = Double(s.string.trimmingSpaces), v.isFinite else {
             error(.invalidValue, "expected a number" + (range.map { " in \(fmt($0.lowerBound))...\(fmt($0.upperBound))" } ?? "") + ", got \(describe)")
             return nil
@@ -62,7 +62,7 @@ struct YValue {
         return v
     }
 
-    func int(in range: ClosedRange<Int>) -> Int? {
+    package func int(in range: ClosedRange<Int>) -> Int? {
         guard case .scalar(let s) = node, let v = Int(s.string.trimmingSpaces) else {
             error(.invalidValue, "expected an integer in \(range.lowerBound)...\(range.upperBound), got \(describe)")
             return nil
@@ -74,7 +74,7 @@ struct YValue {
         return v
     }
 
-    func bool() -> Bool? {
+    package func bool() -> Bool? {
         if case .scalar(let s) = node {
             switch s.string {
             case "true", "True", "TRUE", "yes", "on": return true
@@ -87,7 +87,7 @@ struct YValue {
     }
 
     /// A byte size: an integer or a number with a unit (KB, MB, GB, KiB, MiB, GiB).
-    func byteSize() -> Int? {
+    package func byteSize() -> Int? {
         guard case .scalar(let s) = node else { error(.invalidValue, "expected a byte size like 64MiB, got \(kindName)"); return nil }
         if let v = parseByteSize(s.string) { return v }
         error(.invalidValue, "expected a byte size like 67108864, 64MB or 64MiB, got '\(s.string)'")
@@ -95,7 +95,7 @@ struct YValue {
     }
 
     /// A duration in seconds: an integer (seconds) or a number with a unit (s, m, h, d).
-    func durationSeconds() -> Int? {
+    package func durationSeconds() -> Int? {
         guard case .scalar(let sc) = node else { error(.invalidValue, "expected a duration like 24h, got \(kindName)"); return nil }
         let t = sc.string
         let units: [(String, Int)] = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)]
@@ -108,7 +108,7 @@ struct YValue {
     }
 
     /// A duration in milliseconds: an integer (seconds) or a number with a unit (ms, s, m, h).
-    func durationMillis() -> Int? {
+    package func durationMillis() -> Int? {
         guard case .scalar(let sc) = node else { error(.invalidValue, "expected a duration like 200ms, got \(kindName)"); return nil }
         let t = sc.string.trimmingSpaces
         if let v = Double(t), v >= 0 { return Int(v * 1000) }
@@ -119,12 +119,15 @@ struct YValue {
         return nil
     }
 
-    var describe: String {
+    /// Whether the value is a scalar (not a mapping or a list).
+    package var isScalar: Bool { if case .scalar = node { return true }; return false }
+
+    package var describe: String {
         if case .scalar(let s) = node { return "'\(s.string)'" }
         return kindName
     }
 
-    func map() -> YMap? {
+    package func map() -> YMap? {
         guard case .mapping(let m) = node else {
             if isNull { return YMap(pairs: [], path: path, line: line, sink: sink) }
             error(.invalidValue, "expected a mapping, got \(kindName)")
@@ -138,7 +141,7 @@ struct YValue {
         return YMap(pairs: pairs, path: path, line: line, sink: sink)
     }
 
-    func list() -> [YValue]? {
+    package func list() -> [YValue]? {
         guard case .sequence(let seq) = node else {
             if isNull { return [] }
             error(.invalidValue, "expected a list, got \(kindName)")
@@ -148,7 +151,7 @@ struct YValue {
     }
 
     /// A mapping of strings to strings (tags, zone maps), in file order.
-    func stringPairs() -> [TagPair]? {
+    package func stringPairs() -> [TagPair]? {
         guard let m = map() else { return nil }
         var out: [TagPair] = []
         for (k, v) in m.pairs {
@@ -161,39 +164,39 @@ struct YValue {
 
 /// A YAML mapping being read. Remembers which keys were read so the rest can be reported as
 /// unknown fields (a warning each; Kuma and tracerelay ignore them).
-final class YMap {
-    let pairs: [(String, YValue)]
-    let path: String
-    let line: Int?
-    let sink: IssueSink
-    var used: Set<String> = []
+package final class YMap {
+    package let pairs: [(String, YValue)]
+    package let path: String
+    package let line: Int?
+    package let sink: IssueSink
+    package var used: Set<String> = []
 
-    init(pairs: [(String, YValue)], path: String, line: Int?, sink: IssueSink) {
+    package init(pairs: [(String, YValue)], path: String, line: Int?, sink: IssueSink) {
         self.pairs = pairs
         self.path = path
         self.line = line
         self.sink = sink
     }
 
-    func has(_ key: String) -> Bool { pairs.contains { $0.0 == key } }
+    package func has(_ key: String) -> Bool { pairs.contains { $0.0 == key } }
 
     /// The value for `key`; nil when absent or null. Marks the key as known.
-    subscript(_ key: String) -> YValue? {
+    package subscript(_ key: String) -> YValue? {
         used.insert(key)
         guard let v = pairs.first(where: { $0.0 == key })?.1, !v.isNull else { return nil }
         return v
     }
 
-    func required(_ key: String, _ what: String) -> YValue? {
+    package func required(_ key: String, _ what: String) -> YValue? {
         if let v = self[key] { return v }
         sink.add(.error, .missingField, path.isEmpty ? key : path + "." + key, line, "missing required field '\(key)' (\(what))")
         return nil
     }
 
-    func ignore(_ keys: String...) { used.formUnion(keys) }
+    package func ignore(_ keys: String...) { used.formUnion(keys) }
 
     /// Warns about every key not read, naming the field.
-    func finish() {
+    package func finish() {
         for (k, v) in pairs where !used.contains(k) {
             sink.add(.warning, .unknownField, v.path, v.line, "unknown field '\(k)' ignored")
         }

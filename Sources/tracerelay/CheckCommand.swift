@@ -1,4 +1,5 @@
 import ArgumentParser
+import Relay
 import Routing
 
 /// `tracerelay check --config FILE`: validates a configuration and prints its routing table,
@@ -15,29 +16,32 @@ struct CheckCommand: ParsableCommand {
     var strict = false
 
     func run() throws {
-        let parsed: RelayConfig
+        let parsed: RelayFile
         let table: RoutingTable
         do {
-            parsed = try RelayConfig.load(path: config)
-            table = try RoutingTable(parsed)
+            parsed = try RelayFile.load(path: config)
+            table = try RoutingTable(parsed.routing)
         } catch {
             printError("\(config): invalid configuration (\(error.issues.count) error\(error.issues.count == 1 ? "" : "s"))")
             for issue in error.issues { printError("  " + issue.description) }
             throw ExitCode(1)
         }
-        print(renderCheck(table, path: config))
+        print(renderCheck(table, relay: parsed.relay, path: config))
         if strict, !table.warnings.isEmpty { throw ExitCode(1) }
     }
 }
 
 /// The `check` report: relay settings, backends, regions, routing rows, warnings.
-func renderCheck(_ t: RoutingTable, path: String) -> String {
+func renderCheck(_ t: RoutingTable, relay r: RelayDocument, path: String) -> String {
     let c = t.config
     var out: [String] = []
     out.append("\(path): OK" + (t.warnings.isEmpty ? "" : " (\(t.warnings.count) warning\(t.warnings.count == 1 ? "" : "s"))"))
-    out.append("relay: region \(c.region ?? "(none)"), admin \(c.adminAddress), listeners "
-               + c.listeners.map { "\($0.name)@\($0.address)" + ($0.tags.isEmpty ? "" : " [" + $0.tags.map(\.description).joined(separator: ",") + "]") }.joined(separator: ", ")
-               + (c.trustUpstreamTags ? ", trusts X-Tracerelay-Tags" : ""))
+    let listeners: [String] = r.listeners.map { l in
+        let tags = l.tags.isEmpty ? "" : " [" + l.tags.map(\.description).joined(separator: ",") + "]"
+        return l.name + "@" + l.address + tags
+    }
+    out.append("relay: region \(c.region ?? "(none)"), admin \(r.adminAddress), listeners " + listeners.joined(separator: ", ")
+               + (r.trustUpstreamTags ? ", trusts X-Tracerelay-Tags" : ""))
     out.append("")
     out.append("backends:")
     out += table([["NAME", "TYPE", "REGION", "SAMPLING", "TARGET", "DEFINED IN"]]

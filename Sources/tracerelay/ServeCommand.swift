@@ -76,7 +76,8 @@ struct ServeCommand: ParsableCommand {
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
-            return h
+            // Values from the wire (service names, answers, headers) cannot split a log line.
+            return LogSafeHandler(wrapping: h)
         }
         let logger = Logger(label: "tracerelay")
         var overrides = RelayOverrides()
@@ -84,12 +85,12 @@ struct ServeCommand: ParsableCommand {
         overrides.admin = admin
         overrides.spillDirectory = spillDir
         overrides.region = region
-        let relayConfig: RelayConfig
+        let file: RelayFile
         let table: RoutingTable
         do {
-            let loaded = try config.map { path throws(ConfigError) in try RelayConfig.load(path: path) } ?? RelayConfig.embeddedDefault
-            relayConfig = loaded.applying(overrides)
-            table = try RoutingTable(relayConfig)
+            let loaded = try config.map { path throws(ConfigError) in try RelayFile.load(path: path) } ?? RelayFile.embeddedDefault
+            file = loaded.applying(overrides)
+            table = try RoutingTable(file.routing)
         } catch {
             printError("tracerelay: \(config ?? "embedded default config") is not valid:\n\(error)\nRun `tracerelay check --config FILE` for the full report.")
             throw ExitCode(1)
@@ -98,10 +99,10 @@ struct ServeCommand: ParsableCommand {
             logger.warning("config", metadata: ["issue": "\(issue)"])
         }
         logger.info("config loaded", metadata: ["config": "\(config ?? "embedded default")",
-                                                "backends": "\(relayConfig.backends.map(\.name).joined(separator: ","))",
+                                                "backends": "\(file.routing.backends.map(\.name).joined(separator: ","))",
                                                 "residency": "\(table.residencyEnabled ? "on" : "off (no region configured)")"])
         var settings: RelayService.Settings
-        do { settings = try RelayService.Settings(config: relayConfig, table: table, overrides: overrides) } catch {
+        do { settings = try RelayService.Settings(file: file, table: table, overrides: overrides) } catch {
             printError("tracerelay: \(error)")
             throw ExitCode(1)
         }

@@ -60,13 +60,13 @@ final class TestRelay: Sendable {
     let spillDir: String
 
     init(_ yaml: String, spillDir: String? = nil, debugCapture: Int = 0) throws {
-        let config = try RelayConfig.parse(yaml: yaml)
-        let table = try RoutingTable(config)
+        let file = try RelayFile.parse(yaml: yaml)
+        let table = try RoutingTable(file.routing)
         var o = RelayOverrides()
         o.listen = ["127.0.0.1:0"]
         let dir = spillDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("tr-pipeline-\(UInt64.random(in: 0..<UInt64.max))").path
         o.spillDirectory = dir
-        var s = try RelayService.Settings(config: config, table: table, overrides: o)
+        var s = try RelayService.Settings(file: file, table: table, overrides: o)
         s.admin = nil
         s.debugCapture = debugCapture
         s.shutdownGrace = .seconds(2)

@@ -16,15 +16,6 @@ import Testing
         }
     }
 
-    @Test func requestTagsHonourTrust() throws {
-        let y = "type: Relay\nlisteners:\n  - {name: l, address: '127.0.0.1:0', tags: {kuma.io/zone: z1}}\n"
-        let untrusted = try table(y)
-        #expect(untrusted.requestTags(listener: "l", header: "kuma.io/zone=z2").map(\.value) == ["z1"])
-        let trusted = try table(y + "trustUpstreamTags: true\n")
-        #expect(trusted.requestTags(listener: "l", header: "kuma.io/zone=z2").map(\.value) == ["z1", "z2"])
-        #expect(trusted.requestTags(listener: "other", header: "bad").isEmpty)
-    }
-
     @Test func randomizedRobustness() {
         var rng = SplitMix(seed: 9)
         let alphabet = Array("ab=,%2C3D ".utf8)
