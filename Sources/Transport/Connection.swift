@@ -34,6 +34,10 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
     private let config: HTTPServerConfiguration
     private let handler: any HTTPHandler
     private weak var server: HTTPServer?
+    /// The server's budget for buffered request bodies (`ConnectionContext.bodyBudget`).
+    let bodyBudget: BodyBudget
+    /// This connection's listener honours `Upgrade: h2c`.
+    private let allowH2CUpgrade: Bool
 
     private var readSource: DispatchSourceRead?
     private var writeSource: DispatchSourceWrite?
@@ -75,9 +79,14 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
     private var phaseStart: UInt64
     private var lastPhase: ReadPhase = .idle
     private var lingerDeadline: UInt64 = 0
+    /// Bytes read so far, and the start of the current `minBodyRate` window (time, bytes).
+    private var bytesRead: UInt64 = 0
+    private var rateWindowStart: UInt64 = 0
+    private var rateWindowBytes: UInt64 = 0
 
     init(fd: Int32, remoteAddress: String, listener: String, loop: EventLoop, queue: DispatchQueue,
-         config: HTTPServerConfiguration, handler: any HTTPHandler, server: HTTPServer?) {
+         config: HTTPServerConfiguration, handler: any HTTPHandler, server: HTTPServer?,
+         bodyBudget: BodyBudget = .unlimited, allowH2CUpgrade: Bool = true) {
         self.fd = fd
         self.remoteAddress = remoteAddress
         self.listener = listener
@@ -86,6 +95,8 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
         self.config = config
         self.handler = handler
         self.server = server
+        self.bodyBudget = bodyBudget
+        self.allowH2CUpgrade = allowH2CUpgrade
         let now = monotonicNanos()
         lastRead = now
         lastWrite = now
@@ -155,7 +166,8 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
     }
 
     static func tickInterval(_ c: HTTPServerConfiguration) -> DispatchTimeInterval {
-        let shortest = min(c.idleTimeout, c.headerReadTimeout, c.bodyReadTimeout, c.lingerTimeout)
+        var shortest = min(c.idleTimeout, c.headerReadTimeout, c.bodyReadTimeout, c.lingerTimeout)
+        if c.minBodyRate > 0 { shortest = min(shortest, c.bodyRateWindow) }
         let seconds = min(1.0, max(0.01, shortest / 4))
         return .milliseconds(Int(seconds * 1000))
     }
@@ -176,15 +188,15 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
     /// The one place that creates engines, so the HTTP/2 hand-off is a single line to change.
     private func makeEngine(http1: Bool, upgrade: H2CUpgrade? = nil) throws -> any ProtocolEngine {
         if http1 {
-            let e = HTTP1Engine(context: self, handler: handler, configuration: config)
+            let e = HTTP1Engine(context: self, handler: handler, configuration: config, allowUpgrade: allowH2CUpgrade)
             h1 = e
             return e
         }
         h1 = nil
         if let upgrade {
-            return try HTTP2ServerEngine(context: self, handler: handler, configuration: config.http2, upgrade: upgrade)
+            return try HTTP2ServerEngine(context: self, handler: handler, configuration: config.resolvedHTTP2, upgrade: upgrade)
         }
-        return HTTP2ServerEngine(context: self, handler: handler, configuration: config.http2)
+        return HTTP2ServerEngine(context: self, handler: handler, configuration: config.resolvedHTTP2)
     }
 
     private func installEngine(http1: Bool) {
@@ -249,6 +261,7 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
                 break readLoop
             case .done(let n):
                 lastRead = monotonicNanos()
+                bytesRead &+= UInt64(n)
                 budget -= n
                 disposition = deliver(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                 if disposition != .open { break readLoop }
@@ -336,7 +349,7 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
         defer { isFlushing = false }
         while true {
             if outOffset == out.count {
-                out.removeAll(keepingCapacity: true)
+                clearRetainingLittle(&out)
                 outOffset = 0
                 guard let engine, engine.hasPendingOutput else { break }
                 engine.drainOutput(into: &out, limit: 1 << 20)
@@ -473,6 +486,8 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
         if phaseNow != lastPhase {
             lastPhase = phaseNow
             phaseStart = now
+            rateWindowStart = now
+            rateWindowBytes = bytesRead
         }
         var kind: TimeoutKind?
         switch phaseNow {
@@ -481,7 +496,28 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
         case .head:
             if now - phaseStart > seconds(config.headerReadTimeout) { kind = .headerRead }
         case .body:
-            if now - lastRead > seconds(config.bodyReadTimeout) { kind = .bodyRead }
+            if now - lastRead > seconds(config.bodyReadTimeout) {
+                kind = .bodyRead
+            } else if config.minBodyRate > 0, let h1 {
+                // Average rate over each window: a trickle of bytes does not keep a body (and
+                // its share of the body budget) alive the way a plain between-reads timeout would.
+                if readSuspended {
+                    rateWindowStart = now // we are not reading: the peer is not to blame
+                    rateWindowBytes = bytesRead
+                } else if now - rateWindowStart >= seconds(config.bodyRateWindow) {
+                    let elapsed = Double(now - rateWindowStart) / 1e9
+                    let got = Double(bytesRead &- rateWindowBytes)
+                    rateWindowStart = now
+                    rateWindowBytes = bytesRead
+                    if got < Double(config.minBodyRate) * elapsed {
+                        let d = h1.bodyTooSlow()
+                        if d == .closeNow { return close() }
+                        flush()
+                        applyDisposition()
+                        return
+                    }
+                }
+            }
         case .busy:
             // A peer that stops taking our output is as idle as one that sends nothing.
             if hasUnsentOutput && now - lastWrite > seconds(config.idleTimeout) { return close() }
@@ -494,6 +530,9 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
     }
 
     private func seconds(_ s: Double) -> UInt64 { UInt64(s * 1e9) }
+
+    /// Buffer capacity held by the connection and its engine (tests of buffer reuse). On `queue`.
+    var retainedBufferBytes: Int { out.capacity + sniffed.capacity + (h1?.retainedBufferBytes ?? 0) }
 
     /// Graceful shutdown: the engine stops taking new requests and finishes the current ones.
     func beginShutdown() {

@@ -30,6 +30,17 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
     private let token: QueueToken
     private let remoteAddress: String
     private let listener: String
+    /// Server-wide budget for buffered bodies; `bodyReserved` bytes of it are ours.
+    private let budget: BodyBudget
+    /// `Upgrade: h2c` is honoured (server and listener allow it, h2c is enabled).
+    private let allowUpgrade: Bool
+
+    /// First reservation for a body (or a chunked body's first chunk): a declared length is
+    /// never trusted for allocation; the buffer grows by doubling as bytes arrive.
+    static let initialBodyReservation = 64 * 1024
+    /// Buffers (input, output) keep at most this much capacity once drained, so a connection
+    /// that once carried a large request does not hold the memory while idle.
+    static let retainedBufferLimit = 256 * 1024
 
     // MARK: input state
 
@@ -68,6 +79,11 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
     private var requestLineEnd: Int?
     private var current: Head?
     private var body: [UInt8] = []
+    /// Bytes of `budget` reserved for `body` (≈ its capacity).
+    private var bodyReserved = 0
+    /// The most `body` may grow to: the declared Content-Length, or `maxBodyBytes` (chunked).
+    private var bodyLimit = 0
+    private var bodyChunked = false
     private var parsePaused = false
     private var isProcessing = false
     private var continueDeferred = false
@@ -98,8 +114,11 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
     private var upgradeRemaining: [UInt8] = []
     private var upgradeRequest: HTTPRequest?
 
-    package init(context: any ConnectionContext, handler: any HTTPHandler, configuration: HTTPServerConfiguration) {
+    package init(context: any ConnectionContext, handler: any HTTPHandler, configuration: HTTPServerConfiguration,
+                 allowUpgrade: Bool = true) {
         self.context = context
+        self.budget = context.bodyBudget
+        self.allowUpgrade = allowUpgrade && configuration.allowH2CUpgrade && configuration.enableH2C
         self.handler = handler
         self.config = configuration
         self.queue = context.queue
@@ -107,6 +126,8 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
         self.remoteAddress = context.remoteAddress
         self.listener = context.listener
     }
+
+    deinit { budget.release(bodyReserved) }
 
     // MARK: ProtocolEngine
 
@@ -140,13 +161,13 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
         guard available > 0 else { return }
         if dest.isEmpty && outStart == 0 && available <= limit {
             swap(&dest, &out)
-            out.removeAll(keepingCapacity: true)
+            clearRetainingLittle(&out)
         } else {
             let n = min(available, limit)
             dest.append(contentsOf: out[outStart..<(outStart + n)])
             outStart += n
             if outStart == out.count {
-                out.removeAll(keepingCapacity: true)
+                clearRetainingLittle(&out)
                 outStart = 0
             }
         }
@@ -172,6 +193,7 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
         // A half-received request can never be answered meaningfully; drop it.
         current = nil
         body = []
+        releaseBody()
         inBuf = []
         state = .stopped
         closing = true
@@ -215,6 +237,18 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
 
     // MARK: extras for the connection
 
+    /// The connection measured the body arriving slower than `minBodyRate` over
+    /// `bodyRateWindow`: 408 and close.
+    package func bodyTooSlow() -> EngineDisposition {
+        guard isReadingBody else { return disposition }
+        queueError(408, "request_timeout",
+                   "the request body arrived slower than \(config.minBodyRate) bytes/s over \(config.bodyRateWindow) s")
+        return disposition
+    }
+
+    /// Buffer capacity the engine holds (input, body, output), for tests of buffer reuse.
+    package var retainedBufferBytes: Int { inBuf.capacity + body.capacity + out.capacity }
+
     /// What the connection's timer should watch.
     package var readPhase: ReadPhase {
         if parsePaused { return .busy }
@@ -223,7 +257,8 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
             if !inBuf.isEmpty { return .head }
             return pending.isEmpty ? .idle : .busy
         case .body, .chunkSize, .chunkData, .chunkDataEnd, .trailers:
-            return .body
+            // A client waiting for our deferred `100 Continue` is not stalling its body.
+            return continueDeferred ? .busy : .body
         case .upgrading, .stopped:
             return .busy
         }
@@ -268,7 +303,7 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
         let used = inBuf.withUnsafeBytes { process($0) }
         isProcessing = false
         if isParsingState {
-            if used >= inBuf.count { inBuf.removeAll(keepingCapacity: true) } else if used > 0 { inBuf.removeFirst(used) }
+            if used >= inBuf.count { clearRetainingLittle(&inBuf) } else if used > 0 { inBuf.removeFirst(used) }
         } else {
             inBuf = []
         }
@@ -315,6 +350,7 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
             case .body(let remaining):
                 continueDeferred = false
                 let take = min(remaining, n - i)
+                guard reserveBody(take) else { return n }
                 body.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[i..<(i + take)]))
                 i += take
                 if take == remaining { requestComplete() } else { state = .body(remaining: remaining - take) }
@@ -332,11 +368,13 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
                     queueError(413, "body_too_large", "the chunked request body exceeds \(config.maxBodyBytes) bytes")
                     return n
                 } else {
-                    if body.capacity < body.count + size { body.reserveCapacity(max(body.count + size, body.capacity * 2)) }
+                    // The chunk size is declared, not received: reserve only what can be used soon.
+                    guard reserveBody(min(size, Self.initialBodyReservation)) else { return n }
                     state = .chunkData(remaining: size)
                 }
             case .chunkData(let remaining):
                 let take = min(remaining, n - i)
+                guard reserveBody(take) else { return n }
                 body.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[i..<(i + take)]))
                 i += take
                 state = take == remaining ? .chunkDataEnd : .chunkData(remaining: remaining - take)
@@ -467,10 +505,13 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
         }
 
         // Header fields.
-        var headers = HTTPHeaders()
+        // Field lines with the same name are combined into one list value (RFC 9110 §5.3), so
+        // handlers see `gzip, gzip` whether it came on one line or two.
+        var fields: [(name: String, value: String)] = []
         var count = 0
         var contentLength: Int?
         var contentLengthSeen = false
+        var transferEncodingSeen = false
         var transferCodings: [String] = []
         var connectionTokens: [String] = []
         var expect: String?
@@ -507,10 +548,17 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
             }
             let name = string(p, ls, colon)
             let value = string(p, vs, ve)
-            headers.add(name: name, value: value)
+            if let k = fields.firstIndex(where: { HTTPHeaders.sameName($0.name, name) }) {
+                fields[k].value += (colon - ls == 6 && lowerEqual(p, ls, "cookie") ? "; " : ", ") + value
+            } else {
+                fields.append((name, value))
+            }
             switch colon - ls {
             case 4 where lowerEqual(p, ls, "host"):
                 hostCount += 1
+                for k in vs..<ve where !isHostChar(p[k]) {
+                    return queueError(400, "bad_request", "invalid character in the Host header")
+                }
             case 6 where lowerEqual(p, ls, "expect"):
                 expect = value
             case 7 where lowerEqual(p, ls, "upgrade"):
@@ -533,6 +581,7 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
             case 14 where lowerEqual(p, ls, "http2-settings"):
                 settingsValues.append(value)
             case 17 where lowerEqual(p, ls, "transfer-encoding"):
+                transferEncodingSeen = true
                 transferCodings += tokens(value)
             default:
                 break
@@ -540,13 +589,22 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
             ls = lf + 1
         }
 
-        if version == .http1_1 && hostCount != 1 {
+        let headers = HTTPHeaders(fields)
+        if hostCount > 1 || (version == .http1_1 && hostCount == 0) {
             return queueError(400, "bad_request", hostCount == 0 ? "HTTP/1.1 request without a Host header" : "more than one Host header")
         }
         var chunked = false
-        if !transferCodings.isEmpty {
+        if transferEncodingSeen {
+            // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means the framing is
+            // unreliable (a 1.0 intermediary may have passed it on): refuse and close.
+            if version == .http1_0 {
+                return queueError(400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request")
+            }
             if contentLengthSeen {
                 return queueError(400, "bad_request", "both Content-Length and Transfer-Encoding are present")
+            }
+            if transferCodings.isEmpty {
+                return queueError(501, "unsupported_transfer_encoding", "empty Transfer-Encoding")
             }
             if let unknown = transferCodings.first(where: { $0 != "chunked" }) {
                 return queueError(501, "unsupported_transfer_encoding", "transfer coding '\(unknown)' is not supported (only chunked)")
@@ -571,9 +629,14 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
         var closeAfter = connectionTokens.contains("close")
         if version == .http1_0 && !connectionTokens.contains("keep-alive") { closeAfter = true }
         if shuttingDown { closeAfter = true }
+        // h2c upgrade (RFC 9113 §3.2, RFC 9110 §7.8): only when every condition holds, decided
+        // before answering 101; otherwise the request is served as HTTP/1.1. A 101 followed by
+        // a refused HTTP/2 session would lose the request, and an upgrade the client's proxy did
+        // not ask for (no `Connection: Upgrade, HTTP2-Settings`) lets later streams bypass it.
         var h2cSettings: [UInt8]?
-        if upgradeH2C, config.enableH2C, version == .http1_1, settingsValues.count == 1,
-           let decoded = base64URLDecode(settingsValues[0]) {
+        if upgradeH2C, allowUpgrade, version == .http1_1, !closeAfter, settingsValues.count == 1,
+           connectionTokens.contains("upgrade"), connectionTokens.contains("http2-settings"),
+           !settingsValues[0].isEmpty, let decoded = base64URLDecode(settingsValues[0]), isSaneSettingsPayload(decoded) {
             h2cSettings = decoded
         }
 
@@ -581,10 +644,14 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
                        closeAfter: closeAfter, isHead: method == "HEAD", expectContinue: expectContinue,
                        h2cSettings: h2cSettings)
         body = []
+        releaseBody()
+        bodyChunked = chunked
+        bodyLimit = chunked ? config.maxBodyBytes : length
         if chunked {
             state = .chunkSize
         } else if length > 0 {
-            body.reserveCapacity(length)
+            // A new body: refused at once (503) when the server's body budget is spent.
+            guard reserveBody(min(length, Self.initialBodyReservation)) else { return }
             state = .body(remaining: length)
         } else {
             requestComplete()
@@ -607,6 +674,7 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
         continueDeferred = false
         let requestBody = body
         body = []
+        releaseBody() // the handler owns the body now
         let request = HTTPRequest(method: head.method, path: head.path, query: head.query, version: head.version,
                                   headers: head.headers, body: requestBody, remoteAddress: remoteAddress, listener: listener)
         if let settings = head.h2cSettings, !shuttingDown {
@@ -702,15 +770,47 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
     }
 
     /// Queues an error response (after earlier responses), then the connection closes.
-    private func queueError(_ status: Int, _ code: String, _ message: String) {
+    private func queueError(_ status: Int, _ code: String, _ message: String,
+                            headers: [(name: String, value: String)] = []) {
         if !isProcessing { inBuf = [] } // else processBuffered drops it after the scan
         current = nil
         body = []
+        releaseBody()
         state = .stopped
         parsePaused = false
-        pending.append(Pending(response: .error(status, code: code, message: message), isHead: false, closeAfter: true,
-                               version: .http1_1, kind: .normal))
+        pending.append(Pending(response: .error(status, code: code, message: message, headers: headers), isHead: false,
+                               closeAfter: true, version: .http1_1, kind: .normal))
         emitReady()
+    }
+
+    /// Makes room in `body` for `extra` more bytes, growing by doubling (never past
+    /// `bodyLimit`), and reserves the growth in the server's body budget. Over budget: queues
+    /// 503 and returns false. The common case (room already reserved) touches nothing.
+    @inline(__always)
+    private func reserveBody(_ extra: Int) -> Bool {
+        let need = body.count + extra
+        if need <= bodyReserved { return true }
+        return growBody(need)
+    }
+
+    private func growBody(_ need: Int) -> Bool {
+        let doubled = bodyReserved == 0 ? (bodyChunked ? 0 : Self.initialBodyReservation) : bodyReserved * 2
+        let target = max(need, min(doubled, bodyLimit))
+        guard budget.tryReserve(target - bodyReserved) else {
+            queueError(503, "body_budget_exhausted",
+                       "the server is buffering too many request bodies (\(budget.limit) bytes); retry shortly",
+                       headers: [("Retry-After", "1")])
+            return false
+        }
+        bodyReserved = target
+        body.reserveCapacity(target)
+        return true
+    }
+
+    private func releaseBody() {
+        guard bodyReserved > 0 else { return }
+        budget.release(bodyReserved)
+        bodyReserved = 0
     }
 
     private func parseChunkSize(_ p: UnsafeRawBufferPointer, _ start: Int, _ lf: Int) -> Int? {
@@ -745,6 +845,45 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
 }
 
 // MARK: byte helpers
+
+/// Empties `buffer`, keeping its capacity unless that is large (see `retainedBufferLimit`).
+@inline(__always)
+func clearRetainingLittle(_ buffer: inout [UInt8]) {
+    if buffer.capacity > HTTP1Engine.retainedBufferLimit {
+        buffer = []
+    } else {
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Characters allowed in a Host value (RFC 9110 §7.2: uri-host [":" port]): no whitespace,
+/// controls, or delimiters that end an authority.
+private func isHostChar(_ b: UInt8) -> Bool {
+    switch b {
+    case 0x00...0x20, 0x7F...0xFF: false
+    case 0x22, 0x23, 0x2F, 0x3C, 0x3E, 0x3F, 0x40, 0x5C, 0x5E, 0x60, 0x7B, 0x7C, 0x7D: false // " # / < > ? @ \ ^ ` { | }
+    default: true
+    }
+}
+
+/// A SETTINGS payload an HTTP/2 session would accept (RFC 9113 §6.5.2): whole 6-byte
+/// entries, a sane count, and known settings within their ranges (unknown ones are ignored).
+func isSaneSettingsPayload(_ p: [UInt8]) -> Bool {
+    guard p.count % 6 == 0, p.count <= 6 * 32 else { return false }
+    var k = 0
+    while k < p.count {
+        let id = UInt16(p[k]) << 8 | UInt16(p[k + 1])
+        let v = UInt32(p[k + 2]) << 24 | UInt32(p[k + 3]) << 16 | UInt32(p[k + 4]) << 8 | UInt32(p[k + 5])
+        switch id {
+        case 0x2, 0x8: if v > 1 { return false }                       // ENABLE_PUSH, ENABLE_CONNECT_PROTOCOL
+        case 0x4: if v > 0x7FFF_FFFF { return false }                  // INITIAL_WINDOW_SIZE
+        case 0x5: if v < 16_384 || v > 16_777_215 { return false }     // MAX_FRAME_SIZE
+        default: break
+        }
+        k += 6
+    }
+    return true
+}
 
 @inline(__always)
 private func findLF(_ p: UnsafeRawBufferPointer, from: Int) -> Int? {

@@ -11,6 +11,9 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
     public var port: Int
     /// Copied into `HTTPRequest.listener`; defaults to "host:port" as given.
     public var name: String
+    /// Honour `Upgrade: h2c` on this listener (and only if
+    /// `HTTPServerConfiguration.allowH2CUpgrade` is on too). Default true.
+    public var allowH2CUpgrade: Bool = true
 
     public init(host: String, port: Int, name: String? = nil) {
         self.host = host
@@ -56,6 +59,9 @@ public final class HTTPServer: Sendable {
     /// The event loops the server's connections run on; pass it to `HTTPClient` so a relay's
     /// server and its outbound clients share loops.
     public let group: EventLoopGroup
+    /// The budget for buffered request bodies shared by every connection
+    /// (`configuration.maxBufferedBodyBytes`).
+    public let bodyBudget: BodyBudget
 
     private struct State {
         var listeners: [Listener] = []
@@ -80,6 +86,7 @@ public final class HTTPServer: Sendable {
         self.handler = handler
         self.logger = logger
         self.group = group
+        self.bodyBudget = BodyBudget(limit: configuration.maxBufferedBodyBytes)
     }
 
     /// Binds and starts accepting on every address. Throws `ListenError` naming the address
@@ -91,6 +98,7 @@ public final class HTTPServer: Sendable {
                 let (fd, port) = try Socket.listen(host: address.host, port: address.port, backlog: configuration.backlog)
                 let loop = group.nextLoop()
                 opened.append(Listener(fd: fd, bound: BoundListener(name: address.name, host: address.host, port: port),
+                                       allowH2CUpgrade: address.allowH2CUpgrade,
                                        queue: DispatchQueue(label: "tracerelay.accept.\(port)", target: loop.queue),
                                        server: self, config: configuration, logger: logger))
             }
@@ -110,6 +118,9 @@ public final class HTTPServer: Sendable {
 
     /// The bound ports, in `start` order.
     public var boundPorts: [Int] { boundListeners.map(\.port) }
+
+    /// The open connections (tests inspect their buffers).
+    var openConnections: [Connection] { state.withLock { Array($0.connections.values) } }
 
     /// Number of open connections.
     public var connectionCount: Int { state.withLock { $0.connections.count } }
@@ -162,13 +173,14 @@ public final class HTTPServer: Sendable {
 
     // MARK: called by listeners and connections
 
-    func adopt(fd: Int32, remote: String, listener: String) {
+    func adopt(fd: Int32, remote: String, listener: String, allowH2CUpgrade: Bool = true) {
         Socket.configureAccepted(fd)
         let (loop, queue) = group.makeConnectionQueue(label: "tracerelay.conn",
                                                           dedicated: configuration.dedicatedConnectionQueues
                                                               && configuration.eventMode == .dispatchSources)
         let connection = Connection(fd: fd, remoteAddress: remote, listener: listener, loop: loop, queue: queue,
-                                    config: configuration, handler: handler, server: self)
+                                    config: configuration, handler: handler, server: self, bodyBudget: bodyBudget,
+                                    allowH2CUpgrade: allowH2CUpgrade)
         let accepted = state.withLock { s in
             if s.shuttingDown { return false }
             s.connections[ObjectIdentifier(connection)] = connection
@@ -191,6 +203,7 @@ public final class HTTPServer: Sendable {
 final class Listener: @unchecked Sendable {
     let fd: Int32
     let bound: BoundListener
+    let allowH2CUpgrade: Bool
     private let queue: DispatchQueue
     private weak var server: HTTPServer?
     private let config: HTTPServerConfiguration
@@ -199,10 +212,11 @@ final class Listener: @unchecked Sendable {
     private var backingOff = false
     private var stopped = false
 
-    init(fd: Int32, bound: BoundListener, queue: DispatchQueue, server: HTTPServer,
+    init(fd: Int32, bound: BoundListener, allowH2CUpgrade: Bool, queue: DispatchQueue, server: HTTPServer,
          config: HTTPServerConfiguration, logger: Logger) {
         self.fd = fd
         self.bound = bound
+        self.allowH2CUpgrade = allowH2CUpgrade
         self.queue = queue
         self.server = server
         self.config = config
@@ -241,7 +255,7 @@ final class Listener: @unchecked Sendable {
             }
             switch result {
             case .accepted(let cfd, let remote):
-                server.adopt(fd: cfd, remote: remote, listener: bound.name)
+                server.adopt(fd: cfd, remote: remote, listener: bound.name, allowH2CUpgrade: allowH2CUpgrade)
             case .wouldBlock:
                 return
             case .skipped:

@@ -21,6 +21,19 @@ public struct HTTPServerConfiguration: Sendable {
     /// While a body is being read, the peer must send some of it at least this often
     /// (seconds between reads). Over it → 408 and close. Default 60 s.
     public var bodyReadTimeout: Double = 60
+    /// Global budget for request bodies being received and buffered, shared by every
+    /// connection of the server and both protocols (`BodyBudget`). A body that would pass
+    /// it is refused: HTTP/1.1 answers 503 with `Retry-After` and closes, HTTP/2 resets the
+    /// stream with REFUSED_STREAM. Bytes count from the moment they are buffered until the
+    /// request reaches its handler. Default: a quarter of physical memory, at most 1 GiB.
+    public var maxBufferedBodyBytes: Int = BodyBudget.defaultLimit
+    /// Least average rate, in bytes per second over each `bodyRateWindow`, at which a body
+    /// being received must progress (like nginx's `client_body_timeout`, but a trickle of a
+    /// few bytes, or HTTP/2 PINGs, do not reset it). Below it → 408 and close. 0 = off.
+    /// Default 1 KiB/s.
+    public var minBodyRate: Int = 1024
+    /// The window (seconds) over which `minBodyRate` is averaged. Default 10 s.
+    public var bodyRateWindow: Double = 10
     /// Backpressure: a connection whose unsent output exceeds this many bytes stops being read
     /// until the peer takes it. Default 1 MiB.
     public var maxOutputBufferBytes: Int = 1024 * 1024
@@ -57,6 +70,12 @@ public struct HTTPServerConfiguration: Sendable {
     /// Accept HTTP/2 over cleartext: the prior-knowledge preface and `Upgrade: h2c`.
     /// Default true.
     public var enableH2C: Bool = true
+    /// Honour `Upgrade: h2c` on HTTP/1.1 requests (after validating it: RFC 9113 §3.2).
+    /// When false the header is ignored and the request served as HTTP/1.1; the
+    /// prior-knowledge preface still works if `enableH2C` is on. A listener can turn it off
+    /// for itself with `ListenAddress.allowH2CUpgrade` (e.g. behind a proxy that filters
+    /// paths, where an upgrade would let later streams bypass it). Default true.
+    public var allowH2CUpgrade: Bool = true
     /// HTTP/2 settings (windows, concurrent streams…), used when a connection speaks h2c.
     public var http2: HTTP2Configuration = HTTP2Configuration()
 

@@ -12,6 +12,15 @@ package protocol ConnectionContext: AnyObject {
     var remoteAddress: String { get }
     /// Listener name, copied into each request.
     var listener: String { get }
+    /// The server-wide budget for buffered request bodies (shared by every connection and
+    /// both engines). Reserve as a body buffer grows; release when the request is handed to
+    /// the handler or the stream/connection ends.
+    var bodyBudget: BodyBudget { get }
+}
+
+extension ConnectionContext {
+    /// Contexts without a server (sans-IO tests) buffer without a global limit.
+    package var bodyBudget: BodyBudget { BodyBudget.unlimited }
 }
 
 /// What the engine wants the connection to do after a call.

@@ -4,10 +4,20 @@ private import CNghttp2
 /// The HTTP/2 (h2c) server side of one connection, on libnghttp2.
 ///
 /// Sans-IO: the connection feeds every byte it reads to `receive` and sends what `drainOutput`
-/// hands out. Each stream's request body is collected into one contiguous buffer; on
+/// hands out. Each stream's request body is collected into one contiguous buffer that grows
+/// with the data (never from a declared `content-length`) and counts against the connection's
+/// `maxBufferedBodyBytes` and the server-wide `BodyBudget` until it is handed over; on
 /// END_STREAM the request goes to the handler, whose answer (from any thread) hops back to the
 /// connection's queue and is submitted on its stream. Streams the peer resets before the answer
 /// drop the answer. Bad bytes end in GOAWAY and `.closeAfterFlush`, never in a trap.
+///
+/// Hostile peers: a header block past the limits gets 431; at twice the limits (or any trailer
+/// block past them) its stream is reset from inside the header callback, so nghttp2 decodes
+/// the rest of the block without handing it to us; the header bytes (each field weighing at
+/// least 32) a connection makes us decode per second are bounded (GOAWAY
+/// `ENHANCE_YOUR_CALM`); a body arriving slower than `minBodyRate` gets 408, and a connection
+/// with nothing going on but PINGs is closed after `idleTimeout`. These clocks are checked
+/// whenever the peer sends something; a silent peer is the connection's idle timer's job.
 ///
 /// One instance owns one `nghttp2_session` and is used only on its connection's queue.
 package final class HTTP2ServerEngine: ProtocolEngine {
@@ -29,9 +39,21 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         var path = ""
         var authority = ""
         var headers: [(name: String, value: String)] = []
-        var headerListBytes = 0
+        /// Header fields and bytes (as counted for MAX_HEADER_LIST_SIZE) of the header block
+        /// being received (request headers, then trailers).
+        var blockFields = 0
+        var blockBytes = 0
         var headersTooLarge = false
+        /// The request header block is complete.
+        var headersDone = false
         var declaredLength: Int?
+        /// Body buffer capacity reserved from the connection's and the server's budgets.
+        var reserved = 0
+        /// Body bytes received since `rateWindowStart` (for `minBodyRate`).
+        var rateWindowBytes = 0
+        var rateWindowStart: UInt64 = 0
+        /// An interim 100 went out: refusing now takes a final answer, not REFUSED_STREAM.
+        var continueSent = false
         /// `expect: 100-continue`: the peer waits for a 100 before sending the body.
         var expectsContinue = false
         var body: [UInt8] = []
@@ -59,11 +81,33 @@ package final class HTTP2ServerEngine: ProtocolEngine {
     /// returns, so handlers never run inside an nghttp2 callback.
     fileprivate var completed: [Int32] = []
     private var awaitingAnswers = 0
-    /// Request body bytes held for streams still arriving, across the connection.
-    fileprivate var bufferedBodyBytes = 0
+    /// Body buffer capacity reserved for streams still arriving, across the connection.
+    package fileprivate(set) var bufferedBodyBytes = 0
+    /// The server-wide budget for buffered bodies (shared with every other connection).
+    private let bodyBudget: BodyBudget
+
+    /// The monotonic clock (nanoseconds); tests replace it.
+    package var clock: @Sendable () -> UInt64 = { monotonicNanos() }
+    /// `clock()` read once per `receive`, used by the callbacks that run inside it.
+    private var now: UInt64 = 0
+    /// Last time a stream started, received body bytes or sent response bytes.
+    package private(set) var lastProgressNanos: UInt64 = 0
+    /// Last time the engine asked the connection to pause reading; a body cannot progress
+    /// then, so its rate window starts over.
+    private var lastPausedNanos: UInt64 = 0
+    private var nextRateCheck: UInt64 = 0
+    /// Header callbacks nghttp2 made (tests count them to prove the work stops early).
+    package private(set) var headerCallbacks = 0
+    /// Header bytes decoded in the current one-second window.
+    private var headerWindowStart: UInt64 = 0
+    private var headerWindowBytes = 0
 
     private var pending: [UInt8] = []
     private var pendingStart = 0
+    /// Output buffer capacity kept for reuse once everything is sent; more is freed.
+    private static let retainedOutputCapacity = 64 << 10
+    /// First body buffer of a stream (or its declared length if smaller); it then doubles.
+    private static let initialBodyCapacity = 64 << 10
 
     private var peerHasClosed = false
     private var shuttingDown = false
@@ -85,6 +129,8 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         self.queue = context.queue
         self.remoteAddress = context.remoteAddress
         self.listener = context.listener
+        self.bodyBudget = context.bodyBudget
+        startClocks()
         startSession()
         flushOutput()
     }
@@ -103,6 +149,8 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         self.queue = context.queue
         self.remoteAddress = context.remoteAddress
         self.listener = context.listener
+        self.bodyBudget = context.bodyBudget
+        startClocks()
         startSession()
         let isHead = upgrade.request.method == "HEAD"
         let rv = upgrade.settingsPayload.withUnsafeBufferPointer {
@@ -126,6 +174,16 @@ package final class HTTP2ServerEngine: ProtocolEngine {
 
     deinit {
         nghttp2_session_del(session)
+        // Streams still open when the connection goes: give their reservations back.
+        var held = 0
+        for stream in streams.values { held += stream.reserved }
+        bodyBudget.release(held)
+    }
+
+    private func startClocks() {
+        now = clock()
+        lastProgressNanos = now
+        headerWindowStart = now
     }
 
     private func startSession() {
@@ -161,13 +219,46 @@ package final class HTTP2ServerEngine: ProtocolEngine {
 
     package func receive(_ bytes: UnsafeRawBufferPointer) -> EngineDisposition {
         guard !failed, !abortNow, let base = bytes.baseAddress, bytes.count > 0 else { return disposition }
+        now = clock()
         let rv = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
         if rv < 0 {
             fail(Int32(truncatingIfNeeded: rv))
         }
         dispatchCompleted()
+        checkProgress()
         flushOutput()
         return disposition
+    }
+
+    /// Nanoseconds from `t` to `now` (0 if `t` was read later than `now`).
+    private func since(_ t: UInt64) -> UInt64 { now > t ? now - t : 0 }
+
+    /// Slow bodies and PING-only connections, checked after each read (what the peer just
+    /// sent has been counted). The stream scan runs at most four times per rate window.
+    private func checkProgress() {
+        guard !failed, !abortNow else { return }
+        let window = UInt64(configuration.bodyRateWindow * 1e9)
+        if configuration.minBodyRate > 0, now >= nextRateCheck, !streams.isEmpty {
+            nextRateCheck = now + window / 4
+            let required = Int(Double(configuration.minBodyRate) * configuration.bodyRateWindow)
+            for stream in streams.values
+            where stream.phase == .receiving && stream.headersDone && !stream.remoteClosed
+                && since(stream.rateWindowStart) >= window {
+                if stream.rateWindowBytes < required && lastPausedNanos < stream.rateWindowStart {
+                    refuse(stream, .error(408, code: "body_too_slow",
+                                          message: "request body arrived slower than \(configuration.minBodyRate) bytes/s over \(configuration.bodyRateWindow) s"))
+                } else {
+                    stream.rateWindowStart = now
+                    stream.rateWindowBytes = 0
+                }
+            }
+        }
+        if !shuttingDown, since(lastProgressNanos) > UInt64(configuration.idleTimeout * 1e9),
+           awaitingAnswers == 0, streams.values.allSatisfy({ $0.phase == .answered }) {
+            // Only PING/SETTINGS/WINDOW_UPDATE for a whole idle timeout: say goodbye.
+            shuttingDown = true
+            if nghttp2_session_terminate_session(session, NGHTTP2_NO_ERROR.rawValue) != 0 { abortNow = true }
+        }
     }
 
     package func drainOutput(into out: inout [UInt8], limit: Int) {
@@ -184,7 +275,8 @@ package final class HTTP2ServerEngine: ProtocolEngine {
             pendingStart += n
         }
         if pendingStart == pending.count {
-            pending.removeAll(keepingCapacity: true)
+            // A backlog of a peer that read slowly must not stay allocated once sent.
+            if pending.capacity > Self.retainedOutputCapacity { pending = [] } else { pending.removeAll(keepingCapacity: true) }
             pendingStart = 0
         } else if pendingStart >= 1 << 16, pendingStart * 2 >= pending.count {
             pending.removeFirst(pendingStart)
@@ -195,6 +287,14 @@ package final class HTTP2ServerEngine: ProtocolEngine {
 
     package var hasPendingOutput: Bool { pending.count > pendingStart }
 
+    /// Buffer capacity the engine holds (output and stream bodies), for tests of what a
+    /// connection keeps once its streams are done.
+    package var retainedCapacity: Int {
+        var n = pending.capacity
+        for stream in streams.values { n += stream.body.capacity + stream.response.capacity }
+        return n
+    }
+
     package var disposition: EngineDisposition {
         if abortNow { return .closeNow }
         let wantRead = nghttp2_session_want_read(session) != 0
@@ -204,6 +304,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         if peerHasClosed { return awaitingAnswers == 0 && !wantWrite ? .closeAfterFlush : .pauseReading }
         if pending.count - pendingStart > configuration.maxPendingOutputBytes
             || awaitingAnswers >= configuration.maxConcurrentStreams {
+            lastPausedNanos = clock()
             return .pauseReading
         }
         return .open
@@ -278,7 +379,8 @@ package final class HTTP2ServerEngine: ProtocolEngine {
             guard let stream = streams[id], stream.phase == .receiving else { continue }
             var body: [UInt8] = []
             swap(&body, &stream.body)
-            bufferedBodyBytes -= body.count
+            // The handler owns the body now; it leaves the receive budgets.
+            releaseReservation(stream)
             let target = stream.path
             var path = target
             var query = ""
@@ -322,11 +424,34 @@ package final class HTTP2ServerEngine: ProtocolEngine {
 
     /// Answers before the request is complete (body or header block over the limit).
     fileprivate func refuse(_ stream: Stream, _ response: HTTPResponse) {
-        bufferedBodyBytes -= stream.body.count
+        releaseReservation(stream)
         stream.body = []
         stream.headers = []
         stream.resetAfterAnswer = !stream.remoteClosed
         submit(response, on: stream)
+    }
+
+    /// The server-wide body budget is spent: refuse with REFUSED_STREAM (the peer may retry
+    /// it elsewhere or later), or with 503 when a 100 already answered the headers.
+    private func refuseForBudget(_ stream: Stream) {
+        if stream.continueSent {
+            refuse(stream, .error(503, code: "server_busy",
+                                  message: "the server holds too many unfinished request bodies; retry",
+                                  headers: [("Retry-After", "1")]))
+            return
+        }
+        releaseReservation(stream)
+        stream.body = []
+        stream.headers = []
+        stream.phase = .answered
+        _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, NGHTTP2_REFUSED_STREAM.rawValue)
+    }
+
+    private func releaseReservation(_ stream: Stream) {
+        guard stream.reserved > 0 else { return }
+        bufferedBodyBytes -= stream.reserved
+        bodyBudget.release(stream.reserved)
+        stream.reserved = 0
     }
 
     private func submit(_ response: HTTPResponse, on stream: Stream) {
@@ -393,20 +518,59 @@ package final class HTTP2ServerEngine: ProtocolEngine {
 
     // MARK: Callback bodies (called from the C callbacks below, inside mem_recv / mem_send)
 
-    fileprivate func beginHeaders(streamID: Int32) {
-        guard streams[streamID] == nil else { return }
-        streams[streamID] = Stream(id: streamID)
-    }
-
-    fileprivate func header(streamID: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
-        guard let stream = streams[streamID], stream.phase == .receiving else { return }
-        stream.headerListBytes += name.count + value.count + 32
-        if stream.headerListBytes > configuration.maxHeaderListBytes {
-            stream.headersTooLarge = true
-            stream.headers = []
+    /// A header block starts: request headers (a new stream) or trailers.
+    fileprivate func beginHeaders(streamID: Int32, request: Bool) {
+        if let stream = streams[streamID] {
+            stream.blockFields = 0
+            stream.blockBytes = 0
             return
         }
-        if stream.headersTooLarge { return }
+        guard request else { return }
+        streams[streamID] = Stream(id: streamID)
+        lastProgressNanos = now
+    }
+
+    fileprivate enum HeaderVerdict { case accept, resetStream, goaway }
+
+    /// Every header field nghttp2 decodes comes through here, trailers included. Over a
+    /// limit the stream is reset (nghttp2 then skips the rest of the block); over the
+    /// per-connection rate the connection ends.
+    fileprivate func header(streamID: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>,
+                            trailer: Bool) -> HeaderVerdict {
+        headerCallbacks += 1
+        let size = name.count + value.count + 32
+        if since(headerWindowStart) >= 1_000_000_000 {
+            headerWindowStart = now
+            headerWindowBytes = 0
+        }
+        headerWindowBytes += size
+        if headerWindowBytes > configuration.maxHeaderBytesPerSecond {
+            return .goaway
+        }
+        guard let stream = streams[streamID] else { return .accept }
+        stream.blockFields += 1
+        stream.blockBytes += size
+        let overLimit = stream.blockBytes > configuration.maxHeaderListBytes || stream.blockFields > configuration.maxHeaderFields
+        if overLimit {
+            // A block a little over the limits still gets its 431 (answered when it ends; the
+            // fields are no longer looked at). At twice the limits the peer is not mistaken but
+            // hostile: reset the stream now. The 431 cannot come first: nghttp2 marks the stream
+            // closing as soon as we return and drops HEADERS queued for it.
+            if trailer || stream.blockBytes > 2 * configuration.maxHeaderListBytes
+                || stream.blockFields > 2 * configuration.maxHeaderFields {
+                if stream.phase == .receiving {
+                    releaseReservation(stream)
+                    stream.body = []
+                    stream.headers = []
+                    stream.phase = .answered
+                }
+                return .resetStream
+            }
+            stream.headersTooLarge = true
+            stream.headers = []
+            return .accept
+        }
+        guard !trailer, stream.phase == .receiving, !stream.headersTooLarge else { return .accept }
         let n = String(decoding: name, as: UTF8.self)
         let v = String(decoding: value, as: UTF8.self)
         if name.first == UInt8(ascii: ":") {
@@ -416,20 +580,23 @@ package final class HTTP2ServerEngine: ProtocolEngine {
             case ":authority": stream.authority = v
             default: break
             }
-            return
+            return .accept
         }
         if n == "expect", v.lowercased() == "100-continue" { stream.expectsContinue = true }
         if n == "content-length", let length = Int(v), length >= 0 {
+            // Refused once the header block is complete if over the limit. Only a hint for
+            // buffer growth: memory follows the data that actually arrives.
             stream.declaredLength = length
-            // Refused once the header block is complete if over the limit.
-            if length <= configuration.maxBodyBytes { stream.body.reserveCapacity(length) }
         }
         stream.headers.append((name: n, value: v))
+        return .accept
     }
 
     fileprivate func headersComplete(streamID: Int32, endStream: Bool) {
         guard let stream = streams[streamID], stream.phase == .receiving else { return }
         if endStream { stream.remoteClosed = true }
+        stream.headersDone = true
+        stream.rateWindowStart = now
         if stream.headersTooLarge {
             refuse(stream, .error(431, code: "headers_too_large",
                                   message: "request header block exceeds \(configuration.maxHeaderListBytes) bytes"))
@@ -442,7 +609,13 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         }
         if endStream {
             completed.append(streamID)
+            return
+        }
+        if bodyBudget.used >= bodyBudget.limit {
+            // Nothing left for a body: refuse before the peer sends one.
+            refuseForBudget(stream)
         } else if stream.expectsContinue {
+            stream.continueSent = true
             sendContinue(streamID)
         }
     }
@@ -462,19 +635,44 @@ package final class HTTP2ServerEngine: ProtocolEngine {
 
     fileprivate func data(streamID: Int32, _ chunk: UnsafeBufferPointer<UInt8>) {
         guard let stream = streams[streamID], stream.phase == .receiving else { return }
-        if stream.body.count + chunk.count > configuration.maxBodyBytes {
+        lastProgressNanos = now
+        stream.rateWindowBytes += chunk.count
+        let needed = stream.body.count + chunk.count
+        if needed > configuration.maxBodyBytes {
             refuse(stream, .error(413, code: "body_too_large",
                                   message: "request body exceeds \(configuration.maxBodyBytes) bytes"))
             return
         }
-        if bufferedBodyBytes + chunk.count > configuration.maxBufferedBodyBytes {
+        if needed > stream.reserved, !grow(stream, toHold: needed) { return }
+        stream.body.append(contentsOf: chunk)
+    }
+
+    /// Grows a stream's body buffer (and its reservations) to hold `needed` bytes: doubling
+    /// from a small start, capped by the declared length when the data still fits it. Refuses
+    /// the stream and returns false when a budget says no.
+    private func grow(_ stream: Stream, toHold needed: Int) -> Bool {
+        var target = max(needed, stream.reserved * 2, Self.initialBodyCapacity)
+        if let declared = stream.declaredLength, declared >= needed { target = min(target, declared) }
+        target = min(target, max(needed, configuration.maxBodyBytes))
+        // Over-reserving must not be what refuses a stream: fall back to the exact size.
+        if bufferedBodyBytes + target - stream.reserved > configuration.maxBufferedBodyBytes { target = needed }
+        if bufferedBodyBytes + target - stream.reserved > configuration.maxBufferedBodyBytes {
             refuse(stream, .error(503, code: "connection_busy",
                                   message: "this connection already holds \(bufferedBodyBytes) bytes of unfinished request bodies; retry",
                                   headers: [("Retry-After", "1")]))
-            return
+            return false
         }
-        bufferedBodyBytes += chunk.count
-        stream.body.append(contentsOf: chunk)
+        if !bodyBudget.tryReserve(target - stream.reserved) {
+            target = needed
+            guard bodyBudget.tryReserve(target - stream.reserved) else {
+                refuseForBudget(stream)
+                return false
+            }
+        }
+        bufferedBodyBytes += target - stream.reserved
+        stream.reserved = target
+        stream.body.reserveCapacity(target)
+        return true
     }
 
     fileprivate func endOfStream(streamID: Int32) {
@@ -493,9 +691,11 @@ package final class HTTP2ServerEngine: ProtocolEngine {
 
     fileprivate func streamClosed(streamID: Int32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
-        bufferedBodyBytes -= stream.body.count
+        releaseReservation(stream)
         if stream.phase == .awaitingAnswer { awaitingAnswers -= 1 }
         assert(awaitingAnswers >= 0 && bufferedBodyBytes >= 0)
+        // A dictionary keeps its storage after removals; after a burst, let it go.
+        if streams.isEmpty, streams.capacity > 64 { streams = [:] }
     }
 
     fileprivate func readBody(streamID: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int,
@@ -503,6 +703,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         guard let stream = streams[streamID] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
         let n = min(length, stream.response.count - stream.responseOffset)
         if n > 0 {
+            lastProgressNanos = clock()
             stream.response.withUnsafeBufferPointer {
                 buf.update(from: $0.baseAddress! + stream.responseOffset, count: n)
             }
@@ -553,8 +754,8 @@ private let frameData = UInt8(NGHTTP2_DATA.rawValue)
 private func onBeginHeaders(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                             _ userData: UnsafeMutableRawPointer?) -> Int32 {
     guard let engine = engine(userData), let frame else { return callbackFailure }
-    if frame.pointee.hd.type == frameHeaders, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
-        engine.beginHeaders(streamID: frame.pointee.hd.stream_id)
+    if frame.pointee.hd.type == frameHeaders {
+        engine.beginHeaders(streamID: frame.pointee.hd.stream_id, request: frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST)
     }
     return 0
 }
@@ -564,12 +765,22 @@ private func onHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_
                       _ value: UnsafePointer<UInt8>?, _ valueLength: Int,
                       _ flags: UInt8, _ userData: UnsafeMutableRawPointer?) -> Int32 {
     guard let engine = engine(userData), let frame else { return callbackFailure }
-    // Trailers (a second HEADERS) are accepted by nghttp2 and ignored here.
-    guard frame.pointee.hd.type == frameHeaders, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
-    engine.header(streamID: frame.pointee.hd.stream_id,
-                  name: UnsafeBufferPointer(start: name, count: name == nil ? 0 : nameLength),
-                  value: UnsafeBufferPointer(start: value, count: value == nil ? 0 : valueLength))
-    return 0
+    guard frame.pointee.hd.type == frameHeaders else { return 0 }
+    // Trailers (a second HEADERS) are counted against the limits, otherwise ignored.
+    let verdict = engine.header(streamID: frame.pointee.hd.stream_id,
+                                name: UnsafeBufferPointer(start: name, count: name == nil ? 0 : nameLength),
+                                value: UnsafeBufferPointer(start: value, count: value == nil ? 0 : valueLength),
+                                trailer: frame.pointee.headers.cat != NGHTTP2_HCAT_REQUEST)
+    switch verdict {
+    case .accept:
+        return 0
+    case .resetStream:
+        // nghttp2 sends RST_STREAM and decodes the rest of the block without calling us.
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+    case .goaway:
+        _ = nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
+        return callbackFailure
+    }
 }
 
 private func onDataChunk(_ session: OpaquePointer?, _ flags: UInt8, _ streamID: Int32,
