@@ -64,11 +64,24 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // The load rig (loadtest/): generator, counting sink, scenarios. Its core is a library so
+        // LoadtestTests can reach the scheduler, payload patching and accounting without sockets.
+        .target(name: "LoadtestCore", dependencies: [
+            "Spans", "Codecs", "Transport",
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "loadtest/Sources/LoadtestCore"),
+        .executableTarget(name: "loadtest", dependencies: [
+            "LoadtestCore", "Transport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "loadtest/Sources/loadtest"),
+
         .testTarget(name: "SpansTests", dependencies: ["Spans"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Spans"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "Spans"]),
         .testTarget(name: "BufferingTests", dependencies: ["Buffering", "buffering-harness"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "CNghttp2"]),
+        .testTarget(name: "LoadtestTests", dependencies: ["LoadtestCore", "Spans", "Codecs", "tracerelay"]),
         .testTarget(name: "RelayTests", dependencies: ["Relay", "Transport", "Spans", "Codecs", "Routing", "Buffering"]),
     ],
     swiftLanguageModes: [.v6]
