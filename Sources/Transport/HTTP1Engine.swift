@@ -568,7 +568,7 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
             case 14 where lowerEqual(p, ls, "content-length"):
                 contentLengthSeen = true
                 for part in value.split(separator: ",", omittingEmptySubsequences: false) {
-                    let t = part.trimmingOWS()
+                    let t = trimOWS(part)
                     guard !t.isEmpty, t.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
                         return queueError(400, "bad_content_length", "Content-Length '\(value)' is not a number")
                     }
@@ -890,25 +890,6 @@ private func findLF(_ p: UnsafeRawBufferPointer, from: Int) -> Int? {
     findByte(p, 0x0A, from, p.count)
 }
 
-@inline(__always)
-private func findByte(_ p: UnsafeRawBufferPointer, _ byte: UInt8, _ from: Int, _ to: Int) -> Int? {
-    guard from < to, let base = p.baseAddress else { return nil }
-    guard let hit = memchr(base + from, Int32(byte), to - from) else { return nil }
-    return base.distance(to: UnsafeRawPointer(hit))
-}
-
-private func string(_ p: UnsafeRawBufferPointer, _ a: Int, _ b: Int) -> String {
-    String(decoding: UnsafeRawBufferPointer(rebasing: p[a..<b]), as: UTF8.self)
-}
-
-private func bytesEqual(_ p: UnsafeRawBufferPointer, _ at: Int, _ s: StaticString) -> Bool {
-    let n = s.utf8CodeUnitCount
-    guard at + n <= p.count else { return false }
-    let sp = s.utf8Start
-    for k in 0..<n where p[at + k] != sp[k] { return false }
-    return true
-}
-
 /// ASCII case-insensitive compare with a lower-case literal.
 private func lowerEqual(_ p: UnsafeRawBufferPointer, _ at: Int, _ s: StaticString) -> Bool {
     let n = s.utf8CodeUnitCount
@@ -922,39 +903,6 @@ private func lowerEqual(_ p: UnsafeRawBufferPointer, _ at: Int, _ s: StaticStrin
     return true
 }
 
-@inline(__always) private func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
-
-@inline(__always) private func hexValue(_ b: UInt8) -> Int? {
-    switch b {
-    case 0x30...0x39: Int(b - 0x30)
-    case 0x41...0x46: Int(b - 0x41 + 10)
-    case 0x61...0x66: Int(b - 0x61 + 10)
-    default: nil
-    }
-}
-
-/// RFC 9110 tchar.
-private func isTokenChar(_ b: UInt8) -> Bool {
-    switch b {
-    case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: true
-    case 0x21, 0x23, 0x24, 0x25, 0x26, 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E: true
-    default: false
-    }
-}
-
-/// Comma-separated list elements, trimmed and lower-cased.
-private func tokens(_ value: String) -> [String] {
-    value.split(separator: ",").map { $0.trimmingOWS().lowercased() }.filter { !$0.isEmpty }
-}
-
-extension Substring {
-    fileprivate func trimmingOWS() -> String {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
-    }
-}
 
 /// base64url (RFC 4648 §5), padding optional; also accepts the standard alphabet.
 func base64URLDecode(_ s: String) -> [UInt8]? {
