@@ -126,7 +126,7 @@ package final class HTTP2ClientEngine: ClientEngine {
                                    value: UInt32(configuration.http2StreamWindow)),
         ]
         let rv = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
-        precondition(rv == 0, "nghttp2_submit_settings: \(errorText(rv))")
+        precondition(rv == 0, "nghttp2_submit_settings: \(nghttp2ErrorText(rv))")
         // HTTP/2 starts the connection window at 64 KiB whatever SETTINGS say; raise it now.
         _ = nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0,
                                                   Int32(configuration.http2ConnectionWindow))
@@ -196,7 +196,7 @@ package final class HTTP2ClientEngine: ClientEngine {
                     .connectionClosed, "the HTTP/2 connection has used all its stream ids", requestMaybeSent: false))))
             } else {
                 finished.append((completion, .failure(ClientError(
-                    .protocolError, "the request could not be submitted: \(errorText(id))", requestMaybeSent: false))))
+                    .protocolError, "the request could not be submitted: \(nghttp2ErrorText(id))", requestMaybeSent: false))))
             }
             return
         }
@@ -294,7 +294,7 @@ package final class HTTP2ClientEngine: ClientEngine {
             let n = nghttp2_session_mem_send(session, &data)
             if n < 0 {
                 abortNow = true
-                failAll(ClientError(.protocolError, "nghttp2 could not produce output: \(errorText(Int32(truncatingIfNeeded: n)))",
+                failAll(ClientError(.protocolError, "nghttp2 could not produce output: \(nghttp2ErrorText(Int32(truncatingIfNeeded: n)))",
                                     requestMaybeSent: true))
                 return
             }
@@ -310,7 +310,7 @@ package final class HTTP2ClientEngine: ClientEngine {
     /// A fatal error from `mem_recv`: every request in flight fails, GOAWAY goes out.
     private func fail(_ code: Int32) {
         failed = true
-        failAll(ClientError(.protocolError, "the server broke the HTTP/2 protocol: \(errorText(code))", requestMaybeSent: true))
+        failAll(ClientError(.protocolError, "the server broke the HTTP/2 protocol: \(nghttp2ErrorText(code))", requestMaybeSent: true))
         let reason = code == NGHTTP2_ERR_NOMEM.rawValue || code == NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
             ? NGHTTP2_INTERNAL_ERROR.rawValue : NGHTTP2_PROTOCOL_ERROR.rawValue
         if nghttp2_session_terminate_session(session, reason) != 0 { abortNow = true }
@@ -440,7 +440,7 @@ package final class HTTP2ClientEngine: ClientEngine {
         for id in streams.keys.sorted() where id > lastStreamID {
             guard let stream = streams.removeValue(forKey: id) else { continue }
             complete(stream, .failure(ClientError(
-                .connectionClosed, "the server sent GOAWAY (\(http2ErrorText(errorCode))) before processing stream \(id)",
+                .connectionClosed, "the server sent GOAWAY (\(http2ErrorCodeText(errorCode))) before processing stream \(id)",
                 requestMaybeSent: false)))
         }
     }
@@ -450,24 +450,24 @@ package final class HTTP2ClientEngine: ClientEngine {
     fileprivate func sentGoaway(errorCode: UInt32) {
         guard errorCode != NGHTTP2_NO_ERROR.rawValue, !failed else { return }
         failed = true
-        failAll(ClientError(.protocolError, "the server broke the HTTP/2 protocol; the connection ends with GOAWAY (\(http2ErrorText(errorCode)))",
+        failAll(ClientError(.protocolError, "the server broke the HTTP/2 protocol; the connection ends with GOAWAY (\(http2ErrorCodeText(errorCode)))",
                             requestMaybeSent: true))
     }
 
     fileprivate func sent(streamID: Int32, type: UInt8, errorCode: UInt32) {
         guard let stream = streams[streamID] else { return }
-        if type == frameHeaders, !stream.headersSent {
+        if type == nghttp2FrameHeaders, !stream.headersSent {
             stream.headersSent = true
             headersJustSent.append(stream)
         }
-        if type == frameRSTStream, stream.localReset == nil { stream.localReset = errorCode }
+        if type == nghttp2FrameRSTStream, stream.localReset == nil { stream.localReset = errorCode }
     }
 
     fileprivate func notSent(streamID: Int32, type: UInt8, libError: Int32) {
         // Only a request's HEADERS matter: the stream was never opened.
-        guard type == frameHeaders, let stream = streams[streamID], !stream.headersSent else { return }
+        guard type == nghttp2FrameHeaders, let stream = streams[streamID], !stream.headersSent else { return }
         streams[streamID] = nil
-        complete(stream, .failure(ClientError(.connectionClosed, "the request was not sent: \(errorText(libError))",
+        complete(stream, .failure(ClientError(.connectionClosed, "the request was not sent: \(nghttp2ErrorText(libError))",
                                               requestMaybeSent: false)))
     }
 
@@ -478,15 +478,15 @@ package final class HTTP2ClientEngine: ClientEngine {
         if let code = stream.peerReset {
             // REFUSED_STREAM promises the request was not processed (RFC 9113 §8.7).
             complete(stream, .failure(ClientError(
-                .connectionClosed, "the server reset stream \(streamID) (\(http2ErrorText(code)))",
+                .connectionClosed, "the server reset stream \(streamID) (\(http2ErrorCodeText(code)))",
                 requestMaybeSent: code != refused)))
         } else if let code = stream.localReset, code != NGHTTP2_NO_ERROR.rawValue {
             complete(stream, .failure(ClientError(
-                .protocolError, "the response on stream \(streamID) broke HTTP/2 rules (reset with \(http2ErrorText(code)))",
+                .protocolError, "the response on stream \(streamID) broke HTTP/2 rules (reset with \(http2ErrorCodeText(code)))",
                 requestMaybeSent: true)))
         } else {
             complete(stream, .failure(ClientError(
-                .connectionClosed, "stream \(streamID) closed before its response was complete (\(http2ErrorText(errorCode)))",
+                .connectionClosed, "stream \(streamID) closed before its response was complete (\(http2ErrorCodeText(errorCode)))",
                 requestMaybeSent: mayHaveReachedServer(stream))))
         }
     }
@@ -508,14 +508,6 @@ package final class HTTP2ClientEngine: ClientEngine {
     }
 }
 
-private func errorText(_ code: Int32) -> String {
-    String(cString: nghttp2_strerror(code))
-}
-
-private func http2ErrorText(_ code: UInt32) -> String {
-    String(cString: nghttp2_http2_strerror(code))
-}
-
 // MARK: C callbacks: recover the engine from user_data and forward.
 
 private func engine(_ userData: UnsafeMutableRawPointer?) -> HTTP2ClientEngine? {
@@ -523,19 +515,13 @@ private func engine(_ userData: UnsafeMutableRawPointer?) -> HTTP2ClientEngine? 
     return Unmanaged<HTTP2ClientEngine>.fromOpaque(userData).takeUnretainedValue()
 }
 
-private let callbackFailure = NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
-private let flagEndStream = UInt8(NGHTTP2_FLAG_END_STREAM.rawValue)
-private let frameHeaders = UInt8(NGHTTP2_HEADERS.rawValue)
-private let frameData = UInt8(NGHTTP2_DATA.rawValue)
-private let frameRSTStream = UInt8(NGHTTP2_RST_STREAM.rawValue)
-private let frameGoaway = UInt8(NGHTTP2_GOAWAY.rawValue)
 
 private func onHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                       _ name: UnsafePointer<UInt8>?, _ nameLength: Int,
                       _ value: UnsafePointer<UInt8>?, _ valueLength: Int,
                       _ flags: UInt8, _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let engine = engine(userData), let frame else { return callbackFailure }
-    guard frame.pointee.hd.type == frameHeaders else { return 0 }
+    guard let engine = engine(userData), let frame else { return nghttp2CallbackFailure }
+    guard frame.pointee.hd.type == nghttp2FrameHeaders else { return 0 }
     engine.header(streamID: frame.pointee.hd.stream_id,
                   name: UnsafeBufferPointer(start: name, count: name == nil ? 0 : nameLength),
                   value: UnsafeBufferPointer(start: value, count: value == nil ? 0 : valueLength))
@@ -545,7 +531,7 @@ private func onHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_
 private func onDataChunk(_ session: OpaquePointer?, _ flags: UInt8, _ streamID: Int32,
                          _ data: UnsafePointer<UInt8>?, _ length: Int,
                          _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let engine = engine(userData) else { return callbackFailure }
+    guard let engine = engine(userData) else { return nghttp2CallbackFailure }
     if let data, length > 0 {
         engine.data(streamID: streamID, UnsafeBufferPointer(start: data, count: length))
     }
@@ -554,17 +540,17 @@ private func onDataChunk(_ session: OpaquePointer?, _ flags: UInt8, _ streamID: 
 
 private func onFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                          _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let engine = engine(userData), let frame else { return callbackFailure }
+    guard let engine = engine(userData), let frame else { return nghttp2CallbackFailure }
     let hd = frame.pointee.hd
-    let endStream = hd.flags & flagEndStream != 0
+    let endStream = hd.flags & nghttp2FlagEndStream != 0
     switch hd.type {
-    case frameHeaders:
+    case nghttp2FrameHeaders:
         engine.headersReceived(streamID: hd.stream_id, endStream: endStream)
-    case frameData:
+    case nghttp2FrameData:
         engine.dataReceived(streamID: hd.stream_id, endStream: endStream)
-    case frameRSTStream:
+    case nghttp2FrameRSTStream:
         engine.resetReceived(streamID: hd.stream_id, errorCode: frame.pointee.rst_stream.error_code)
-    case frameGoaway:
+    case nghttp2FrameGoaway:
         engine.goaway(lastStreamID: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code)
     default:
         break
@@ -574,27 +560,27 @@ private func onFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer<nghtt
 
 private func onFrameSend(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                          _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let engine = engine(userData), let frame else { return callbackFailure }
+    guard let engine = engine(userData), let frame else { return nghttp2CallbackFailure }
     let hd = frame.pointee.hd
-    if hd.type == frameGoaway {
+    if hd.type == nghttp2FrameGoaway {
         engine.sentGoaway(errorCode: frame.pointee.goaway.error_code)
-    } else if hd.type == frameHeaders || hd.type == frameRSTStream {
+    } else if hd.type == nghttp2FrameHeaders || hd.type == nghttp2FrameRSTStream {
         engine.sent(streamID: hd.stream_id, type: hd.type,
-                    errorCode: hd.type == frameRSTStream ? frame.pointee.rst_stream.error_code : 0)
+                    errorCode: hd.type == nghttp2FrameRSTStream ? frame.pointee.rst_stream.error_code : 0)
     }
     return 0
 }
 
 private func onFrameNotSend(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ libError: Int32,
                             _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let engine = engine(userData), let frame else { return callbackFailure }
+    guard let engine = engine(userData), let frame else { return nghttp2CallbackFailure }
     engine.notSent(streamID: frame.pointee.hd.stream_id, type: frame.pointee.hd.type, libError: libError)
     return 0
 }
 
 private func onStreamClose(_ session: OpaquePointer?, _ streamID: Int32, _ errorCode: UInt32,
                            _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let engine = engine(userData) else { return callbackFailure }
+    guard let engine = engine(userData) else { return nghttp2CallbackFailure }
     engine.streamClosed(streamID: streamID, errorCode: errorCode)
     return 0
 }
@@ -603,6 +589,6 @@ private func readRequestBody(_ session: OpaquePointer?, _ streamID: Int32, _ buf
                              _ length: Int, _ dataFlags: UnsafeMutablePointer<UInt32>?,
                              _ source: UnsafeMutablePointer<nghttp2_data_source>?,
                              _ userData: UnsafeMutableRawPointer?) -> Int {
-    guard let engine = engine(userData), let buf, let dataFlags else { return Int(callbackFailure) }
+    guard let engine = engine(userData), let buf, let dataFlags else { return Int(nghttp2CallbackFailure) }
     return engine.readBody(streamID: streamID, into: buf, length: length, flags: dataFlags)
 }

@@ -158,7 +158,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
         }
         guard rv == 0 else {
             throw HTTP2Error(code: .badUpgradeSettings,
-                             message: "HTTP2-Settings of the h2c upgrade request is not a valid SETTINGS payload (\(upgrade.settingsPayload.count) bytes): \(errorText(rv))")
+                             message: "HTTP2-Settings of the h2c upgrade request is not a valid SETTINGS payload (\(upgrade.settingsPayload.count) bytes): \(nghttp2ErrorText(rv))")
         }
         let stream = Stream(id: 1)
         stream.remoteClosed = true
@@ -210,7 +210,7 @@ package final class HTTP2ServerEngine: ProtocolEngine {
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(c.maxHeaderListBytes)),
         ]
         let rv = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
-        precondition(rv == 0, "nghttp2_submit_settings: \(errorText(rv))")
+        precondition(rv == 0, "nghttp2_submit_settings: \(nghttp2ErrorText(rv))")
         // HTTP/2 starts the connection window at 64 KiB whatever SETTINGS say; raise it now.
         _ = nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(c.connectionWindow))
     }
@@ -735,10 +735,6 @@ private final class EngineRef: @unchecked Sendable {
     init(_ engine: HTTP2ServerEngine) { self.engine = engine }
 }
 
-private func errorText(_ code: Int32) -> String {
-    String(cString: nghttp2_strerror(code))
-}
-
 // MARK: C callbacks: recover the engine from user_data and forward.
 
 private func engine(_ userData: UnsafeMutableRawPointer?) -> HTTP2ServerEngine? {
@@ -746,15 +742,11 @@ private func engine(_ userData: UnsafeMutableRawPointer?) -> HTTP2ServerEngine? 
     return Unmanaged<HTTP2ServerEngine>.fromOpaque(userData).takeUnretainedValue()
 }
 
-private let callbackFailure = NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
-private let flagEndStream = UInt8(NGHTTP2_FLAG_END_STREAM.rawValue)
-private let frameHeaders = UInt8(NGHTTP2_HEADERS.rawValue)
-private let frameData = UInt8(NGHTTP2_DATA.rawValue)
 
 private func onBeginHeaders(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                             _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let engine = engine(userData), let frame else { return callbackFailure }
-    if frame.pointee.hd.type == frameHeaders {
+    guard let engine = engine(userData), let frame else { return nghttp2CallbackFailure }
+    if frame.pointee.hd.type == nghttp2FrameHeaders {
         engine.beginHeaders(streamID: frame.pointee.hd.stream_id, request: frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST)
     }
     return 0
@@ -764,8 +756,8 @@ private func onHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_
                       _ name: UnsafePointer<UInt8>?, _ nameLength: Int,
                       _ value: UnsafePointer<UInt8>?, _ valueLength: Int,
                       _ flags: UInt8, _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let engine = engine(userData), let frame else { return callbackFailure }
-    guard frame.pointee.hd.type == frameHeaders else { return 0 }
+    guard let engine = engine(userData), let frame else { return nghttp2CallbackFailure }
+    guard frame.pointee.hd.type == nghttp2FrameHeaders else { return 0 }
     // Trailers (a second HEADERS) are counted against the limits, otherwise ignored.
     let verdict = engine.header(streamID: frame.pointee.hd.stream_id,
                                 name: UnsafeBufferPointer(start: name, count: name == nil ? 0 : nameLength),
@@ -779,14 +771,14 @@ private func onHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
     case .goaway:
         _ = nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
-        return callbackFailure
+        return nghttp2CallbackFailure
     }
 }
 
 private func onDataChunk(_ session: OpaquePointer?, _ flags: UInt8, _ streamID: Int32,
                          _ data: UnsafePointer<UInt8>?, _ length: Int,
                          _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let engine = engine(userData) else { return callbackFailure }
+    guard let engine = engine(userData) else { return nghttp2CallbackFailure }
     if let data, length > 0 {
         engine.data(streamID: streamID, UnsafeBufferPointer(start: data, count: length))
     }
@@ -795,17 +787,17 @@ private func onDataChunk(_ session: OpaquePointer?, _ flags: UInt8, _ streamID: 
 
 private func onFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                          _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let engine = engine(userData), let frame else { return callbackFailure }
+    guard let engine = engine(userData), let frame else { return nghttp2CallbackFailure }
     let hd = frame.pointee.hd
-    let endStream = hd.flags & flagEndStream != 0
+    let endStream = hd.flags & nghttp2FlagEndStream != 0
     switch hd.type {
-    case frameHeaders:
+    case nghttp2FrameHeaders:
         if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
             engine.headersComplete(streamID: hd.stream_id, endStream: endStream)
         } else if endStream {
             engine.endOfStream(streamID: hd.stream_id)  // trailers end the request
         }
-    case frameData:
+    case nghttp2FrameData:
         if endStream { engine.endOfStream(streamID: hd.stream_id) }
     default:
         break
@@ -815,9 +807,9 @@ private func onFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer<nghtt
 
 private func onFrameSend(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
                          _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let engine = engine(userData), let frame else { return callbackFailure }
+    guard let engine = engine(userData), let frame else { return nghttp2CallbackFailure }
     let hd = frame.pointee.hd
-    if (hd.type == frameHeaders || hd.type == frameData) && hd.flags & flagEndStream != 0 {
+    if (hd.type == nghttp2FrameHeaders || hd.type == nghttp2FrameData) && hd.flags & nghttp2FlagEndStream != 0 {
         engine.sentEndOfStream(streamID: hd.stream_id)
     }
     return 0
@@ -825,7 +817,7 @@ private func onFrameSend(_ session: OpaquePointer?, _ frame: UnsafePointer<nghtt
 
 private func onStreamClose(_ session: OpaquePointer?, _ streamID: Int32, _ errorCode: UInt32,
                            _ userData: UnsafeMutableRawPointer?) -> Int32 {
-    guard let engine = engine(userData) else { return callbackFailure }
+    guard let engine = engine(userData) else { return nghttp2CallbackFailure }
     engine.streamClosed(streamID: streamID)
     return 0
 }
@@ -834,6 +826,6 @@ private func readResponseBody(_ session: OpaquePointer?, _ streamID: Int32, _ bu
                               _ length: Int, _ dataFlags: UnsafeMutablePointer<UInt32>?,
                               _ source: UnsafeMutablePointer<nghttp2_data_source>?,
                               _ userData: UnsafeMutableRawPointer?) -> Int {
-    guard let engine = engine(userData), let buf, let dataFlags else { return Int(callbackFailure) }
+    guard let engine = engine(userData), let buf, let dataFlags else { return Int(nghttp2CallbackFailure) }
     return engine.readBody(streamID: streamID, into: buf, length: length, flags: dataFlags)
 }
