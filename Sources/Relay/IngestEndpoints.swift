@@ -1,4 +1,5 @@
 import Codecs
+import Dispatch
 import Routing
 import Spans
 import Synchronization
@@ -21,6 +22,25 @@ public struct IngestConfiguration: Sendable {
     /// Forwards a tracer's `/v0.6/stats` request to the Datadog backend; nil → accepted and
     /// counted, not forwarded (no Datadog backend).
     public var datadogStats: (@Sendable (HTTPRequest) -> Void)? = nil
+    /// Most spans one request may carry (default 100,000); more gets 413 `too_many_spans` (a
+    /// Datadog tracer that did not ask for real statuses gets the agent's 200, the drop counted).
+    /// Sized from what real senders do: the Datadog agent caps a payload at 25 MB
+    /// (`apm_config.max_payload_size`), i.e. ≈ 100k spans of ≈ 250 B; Zipkin reporters send
+    /// messages of 500 KiB–5 MiB (a few thousand spans) and OpenTelemetry's batch processor 512
+    /// spans. At ≈ 300 B per decoded tiny span, one request then holds ≤ ≈ 30 MB of spans.
+    public var maxSpansPerRequest = 100_000
+    /// The global budget that decompressed bodies and decoded spans of every request in flight
+    /// count against (default: a quarter of RAM, at most 2 GiB); over it: 503 with `Retry-After`.
+    public var memoryBudget = MemoryBudget()
+    /// Workers that decompress and decode large bodies off the event loops (default: one per
+    /// core, 8 jobs per worker queued at most; beyond: 503 with `Retry-After`).
+    public var decodePool = DecodePool()
+    /// A compressed body larger than this on the wire, or inflating past it, is decompressed and
+    /// decoded on `decodePool` (default 256 KiB: ≈ 1 ms of inflating and decoding).
+    public var offloadCompressedBytes = 256 << 10
+    /// An uncompressed body larger than this is decoded on `decodePool` (default 1 MiB: ≈ 0.5–1 ms
+    /// of decoding inline; the ingest benchmarks' 500-span bodies stay on the loop).
+    public var offloadPlainBytes = 1 << 20
 
     public init() {}
 }
@@ -36,6 +56,10 @@ public final class IngestStats: Sendable {
         /// Spans accepted from a Datadog tracer with 200 although a queue refused them (the
         /// agent's answer to tracers that do not ask for real statuses): dropped, counted here.
         public var droppedSpans = 0
+        /// Requests refused for carrying more than `maxSpansPerRequest` spans (also in `rejectedRequests`).
+        public var tooManySpans = 0
+        /// Requests refused because the memory budget or the decode pool was full (also in `rejectedRequests`).
+        public var overloaded = 0
     }
     private let state = Mutex<[String: Snapshot]>([:])
 
@@ -208,18 +232,116 @@ public struct IngestEndpoints: Sendable {
             respond(.error(415, code: "unsupported_media_type", message: reason))
             return
         }
-        let key = decoder.format.rawValue
-        let body: [UInt8]
-        do {
-            body = try ContentDecoding.decode(req.body, contentEncoding: req.headers["content-encoding"], limits: configuration.decompression)
-        } catch {
-            stats.record(key) { $0.requests += 1; $0.rejectedRequests += 1 }
-            switch error.code {
-            case .tooLarge: respond(.error(413, code: "body_too_large", message: error.description))
-            case .unsupported: respond(.error(415, code: "unsupported_content_encoding", message: error.description))
-            default: respond(.error(400, code: "bad_content_encoding", message: error.description))
+        let encoding = req.headers["content-encoding"]
+        let compressed = ContentDecoding.isEncoded(encoding)
+        let size = req.body.count
+        if compressed ? size <= configuration.offloadCompressedBytes : size <= configuration.offloadPlainBytes {
+            // The common case: small enough to decode on the loop without holding it up.
+            switch prepare(req, decoder, endpoint: endpoint, encoding: encoding, compressed: compressed,
+                           inlineCap: compressed ? configuration.offloadCompressedBytes : nil) {
+            case .offload: break  // inflates past the inline cap: the pool does it
+            case .refused(let r): return refuse(r, req, decoder, endpoint, respond)
+            case .decoded(let batch, let reservation): return deliver(batch, reservation, req, decoder, endpoint: endpoint, respond)
             }
-            return
+        }
+        let accepted = configuration.decodePool.submit { [self] in
+            switch prepare(req, decoder, endpoint: endpoint, encoding: encoding, compressed: compressed, inlineCap: nil) {
+            case .offload: break  // only inline attempts offload
+            case .refused(let r): refuse(r, req, decoder, endpoint, respond)
+            case .decoded(let batch, let reservation): deliver(batch, reservation, req, decoder, endpoint: endpoint, respond)
+            }
+        }
+        if !accepted {
+            refuse(.overloaded("every decode worker is busy; retry later"), req, decoder, endpoint, respond)
+        }
+    }
+
+    /// Estimated bytes one decoded span holds (the span, its share of tags, array slack).
+    static let bytesPerSpan = 2 * MemoryLayout<Span>.stride + 64
+
+    /// Why a request is refused before its batch reaches the consumer.
+    struct Refusal: Error {
+        var status: Int
+        var code: String
+        var message: String
+        var retryAfter: Int? = nil
+        /// Spans known to be in the request (for the drop count of a Datadog 200).
+        var spans = 0
+
+        static func overloaded(_ message: String) -> Refusal {
+            Refusal(status: 503, code: "overloaded", message: message, retryAfter: 1)
+        }
+        var isOverload: Bool { code == "overloaded" }
+        var isTooManySpans: Bool { code == "too_many_spans" }
+    }
+
+    enum Prepared {
+        case decoded(SpanBatch, MemoryReservation)
+        case refused(Refusal)
+        /// The body inflates past the inline cap: decode it on the pool.
+        case offload
+    }
+
+    /// Content-decodes and decodes the body within the memory budget and the span cap. With
+    /// `inlineCap` (on a loop) a compressed body that inflates past it answers `.offload`.
+    func prepare(_ req: HTTPRequest, _ decoder: Decoder, endpoint: String, encoding: String?, compressed: Bool, inlineCap: Int?) -> Prepared {
+        let maxSpans = max(0, configuration.maxSpansPerRequest)
+        let minSpan = decoder.minimumSpanBytes
+        // A body up to this size cannot hold more than maxSpans spans: no need to count.
+        let (countAbove, o) = maxSpans.multipliedReportingOverflow(by: minSpan)
+        let countThreshold = o ? Int.max : countAbove
+        // Sums of these saturate at Int.max / 2 (a reservation that size never fits).
+        let huge = Int.max / 4
+        func spansBound(_ bytes: Int) -> Int {
+            let n = min(maxSpans, bytes / minSpan + 1)
+            return n > huge / Self.bytesPerSpan ? huge : n * Self.bytesPerSpan
+        }
+        let tooMany = Refusal(status: 413, code: "too_many_spans",
+                              message: "more than \(maxSpans) spans in one request; send smaller batches", spans: maxSpans == Int.max ? maxSpans : maxSpans + 1)
+        let overBudget = Refusal.overloaded("the relay's memory budget for decoding is exhausted; retry later")
+
+        let body: [UInt8]
+        let reservation: MemoryReservation
+        var counted = false
+        if compressed {
+            var limits = configuration.decompression
+            if let inlineCap { limits.maxBytes = min(limits.maxBytes, inlineCap) }
+            let cap = limits.cap(forCompressed: req.body.count)
+            // While inflating: the growing output buffer and its final copy, then the spans.
+            guard let r = configuration.memoryBudget.reserve(min(cap, huge / 2) * 2 + spansBound(cap)) else { return .refused(overBudget) }
+            reservation = r
+            var inspect: ContentDecoding.Inspector? = nil
+            let counter = cap > countThreshold ? StreamingSpanCounter(decoder) : nil
+            if let counter {
+                // A bomb of tiny spans stops at the span cap instead of being inflated whole.
+                inspect = { (prefix: UnsafeRawBufferPointer) throws(DecodeError) -> Void in
+                    if !counter.feed(prefix, max: maxSpans) {
+                        throw DecodeError(.tooLarge, format: nil, offset: nil, "more than \(maxSpans) spans")
+                    }
+                }
+                counted = true
+            }
+            do {
+                body = try ContentDecoding.decode(req.body, contentEncoding: encoding, limits: limits, inspect: inspect)
+            } catch {
+                if counter?.over == true { return .refused(tooMany) }
+                switch error.code {
+                case .tooLarge:
+                    if inlineCap != nil, configuration.decompression.cap(forCompressed: req.body.count) > cap { return .offload }
+                    return .refused(Refusal(status: 413, code: "body_too_large", message: error.description))
+                case .unsupported: return .refused(Refusal(status: 415, code: "unsupported_content_encoding", message: error.description))
+                default: return .refused(Refusal(status: 400, code: "bad_content_encoding", message: error.description))
+                }
+            }
+            reservation.resize(to: body.count &+ spansBound(body.count))
+        } else {
+            body = req.body
+            guard let r = configuration.memoryBudget.reserve(body.count &+ spansBound(body.count)) else { return .refused(overBudget) }
+            reservation = r
+        }
+        if !counted && body.count > countThreshold {
+            let n = decoder.countSpans(body, max: maxSpans)
+            if n > maxSpans { return .refused(tooMany) }
         }
         var metadata = BatchMetadata(format: decoder.format, listener: req.listener, receivedAtNanos: wallClockNanos())
         metadata.requestTags = requestTags(req)
@@ -233,32 +355,60 @@ public struct IngestEndpoints: Sendable {
         do {
             batch = try decoder.decode(body, metadata)
         } catch {
-            stats.record(key) { $0.requests += 1; $0.rejectedRequests += 1 }
-            respond(.error(400, code: "bad_payload", message: "\(endpoint): \(error.description)"))
-            return
+            return .refused(Refusal(status: 400, code: "bad_payload", message: "\(endpoint): \(error.description)"))
         }
-        let byteCount = body.count
+        if batch.count > maxSpans { return .refused(tooMany) }
+        // What the batch really holds while the consumer has it.
+        reservation.resize(to: body.count &+ batch.count &* Self.bytesPerSpan)
+        return .decoded(batch, reservation)
+    }
+
+    /// Answers a refused request and counts it. Datadog tracers that do not ask for real
+    /// statuses get the agent's 200 for a request it would drop (too many spans, overload).
+    private func refuse(_ r: Refusal, _ req: HTTPRequest, _ decoder: Decoder, _ endpoint: String, _ respond: @escaping @Sendable (HTTPResponse) -> Void) {
+        let hideFromTracer = decoder.isDatadog && (r.isOverload || r.isTooManySpans) && req.headers["datadog-send-real-http-status"] == nil
+        stats.record(decoder.format.rawValue) {
+            $0.requests += 1
+            $0.rejectedRequests += 1
+            if r.isOverload { $0.overloaded += 1 }
+            if r.isTooManySpans { $0.tooManySpans += 1 }
+            if hideFromTracer { $0.droppedSpans += r.spans }
+        }
+        if hideFromTracer { return respond(datadogOK(nil, endpoint)) }
+        let retry = r.retryAfter.map { [("Retry-After", String($0))] } ?? []
+        respond(.error(r.status, code: r.code, message: r.message, headers: retry))
+    }
+
+    /// The agent's success answer: "OK" on v0.3, else `rate_by_service` (the backend's, when the batch routes to one).
+    private func datadogOK(_ batch: SpanBatch?, _ endpoint: String) -> HTTPResponse {
+        // The agent answers "OK" on v0.3 only, rates on v0.4+ whatever the encoding.
+        if endpoint == "datadog v0.3" { return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("OK".utf8)) }
+        let answer = batch.flatMap { configuration.datadogRates?($0) } ?? "{\"rate_by_service\":{\"service:,env:\":1}}"
+        return .json(200, answer, headers: [("Datadog-Agent-Version", configuration.datadogAgentVersion)])
+    }
+
+    /// Hands the batch to the consumer and answers once it took (or refused) it; the memory
+    /// reservation goes with the batch.
+    private func deliver(_ batch: SpanBatch, _ reservation: MemoryReservation, _ req: HTTPRequest, _ decoder: Decoder,
+                         endpoint: String, _ respond: @escaping @Sendable (HTTPResponse) -> Void) {
+        let key = decoder.format.rawValue
+        let byteCount = batch.bodyCount
         let spanCount = batch.count
         let isDatadog = decoder.isDatadog
-        let isV03 = endpoint == "datadog v0.3"  // the agent answers "OK" on v0.3 only, rates on v0.4+ whatever the encoding
         let stats = self.stats
-        let version = configuration.datadogAgentVersion
-        let rates = configuration.datadogRates
         // The agent answers a tracer that did not ask for real statuses 200 even when it drops the payload.
         let realStatus = req.headers["datadog-send-real-http-status"] != nil
-        @Sendable func datadogOK() -> HTTPResponse {
-            if isV03 { return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("OK".utf8)) }
-            let answer = rates?(batch) ?? "{\"rate_by_service\":{\"service:,env:\":1}}"
-            return .json(200, answer, headers: [("Datadog-Agent-Version", version)])
-        }
+        let ok: @Sendable () -> HTTPResponse = { [self] in datadogOK(batch, endpoint) }
         consumer.consume(batch) { result in
+            // The pipeline has encoded its records by now: the decoded batch is no longer held.
+            reservation.release()
             switch result {
             case .success:
                 stats.record(key) { $0.requests += 1; $0.spans += spanCount; $0.bytes += byteCount }
-                respond(isDatadog ? datadogOK() : HTTPResponse(status: 202))
+                respond(isDatadog ? ok() : HTTPResponse(status: 202))
             case .failure(let e) where isDatadog && !realStatus && e.kind == .retryable:
                 stats.record(key) { $0.requests += 1; $0.rejectedRequests += 1; $0.droppedSpans += spanCount }
-                respond(datadogOK())
+                respond(ok())
             case .failure(let e):
                 stats.record(key) { $0.requests += 1; $0.rejectedRequests += 1 }
                 switch e.kind {

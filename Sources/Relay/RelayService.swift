@@ -109,7 +109,7 @@ public final class RelayService: Sendable {
             let log = logger
             ingestConfig.datadogStats = { req in
                 statsSender.forward(req) { outcome in
-                    if outcome != .delivered { log.debug("datadog stats not forwarded", metadata: ["outcome": "\(outcome)"]) }
+                    if outcome != .delivered { log.debug("datadog stats not forwarded", metadata: ["outcome": "\(logSafe(outcome))"]) }
                 }
             }
         }
@@ -135,12 +135,12 @@ public final class RelayService: Sendable {
 
     static func makeQueue(_ b: BackendConfig, _ spill: SpillSettings, budget: DiskBudget?, logger: Logger) throws -> BackendQueue {
         var q = QueueConfiguration(backend: b.name, directory: spill.directory,
-                                   durability: DurabilityMode(rawValue: spill.durability(for: b.name).rawValue) ?? .spill)
+                                   durability: spill.durability(for: b.name))
         q.memoryBytes = spill.memoryBytes
         q.maxDiskBytes = spill.maxDiskBytes
         q.totalDiskBudget = budget
         q.maxAgeSeconds = spill.maxAgeSeconds.map(Double.init)
-        q.whenFull = spill.whenFull == .reject ? .reject : .dropOldest
+        q.whenFull = spill.whenFull
         do {
             return try BackendQueue(configuration: q, logger: logger)
         } catch {

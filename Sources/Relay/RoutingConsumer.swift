@@ -82,12 +82,13 @@ public final class RoutingConsumer: SpanConsumer {
             let first = batch.spans[Int(routes.perBackend[b][0].span)]
             logger.info("batch", metadata: [
                 "backend": "\(table.backends[b].name)", "spans": "\(routes.perBackend[b].count)",
-                "format": "\(batch.metadata.format.rawValue)", "first.trace_id": "\(first.traceID)",
-                "first.service": "\(batch.string(first.localEndpoint.serviceName))",
+                "format": "\(batch.metadata.format.rawValue)", "first.trace_id": "\(logSafe(first.traceID))",
+                "first.service": "\(logSafe(batch.string(first.localEndpoint.serviceName)))",
             ])
         }
         if !routes.refused.isEmpty {
-            logger.debug("spans refused", metadata: ["refused": "\(routes.refused.map { "\($0.reason.rawValue)/\($0.region)/\($0.backend)=\($0.count)" })"])
+            // Regions come from span tags: escaped like every value from the wire.
+            logger.debug("spans refused", metadata: ["refused": "\(logSafe(routes.refused.map { "\($0.reason.rawValue)/\($0.region)/\($0.backend)=\($0.count)" }))"])
         }
         var work: [(BackendTarget, Record)] = []
         for (b, list) in routes.perBackend.enumerated() where !list.isEmpty {

@@ -57,6 +57,12 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Largest request body accepted, in bytes (after that: 413).")
     var maxBodyBytes: Int = 25 * 1024 * 1024
 
+    @Option(name: .long, help: "Most spans one request may carry (after that: 413; Datadog tracers get the agent's answer).")
+    var maxSpansPerRequest: Int = IngestConfiguration().maxSpansPerRequest
+
+    @Option(name: .long, help: "Bytes that decompressed bodies and decoded spans of all requests in flight may hold (after that: 503 with Retry-After; default: a quarter of RAM, at most 2 GiB).")
+    var memoryBudgetBytes: Int?
+
     @Option(name: .long, help: "Keep this many recent batches for GET /debug/captured (0 = off; for tests and debugging).")
     var debugCapture: Int = 0
 
@@ -67,6 +73,8 @@ struct ServeCommand: ParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard grace >= 0 else { throw ValidationError("--grace must be 0 or more seconds") }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
+        guard maxSpansPerRequest > 0 else { throw ValidationError("--max-spans-per-request must be positive") }
+        if let memoryBudgetBytes, memoryBudgetBytes <= 0 { throw ValidationError("--memory-budget-bytes must be positive") }
         if let loops, loops < 1 { throw ValidationError("--loops must be at least 1") }
         if let spillDir, spillDir.isEmpty { throw ValidationError("--spill-dir must not be empty") }
     }
@@ -108,6 +116,8 @@ struct ServeCommand: ParsableCommand {
         }
         settings.server.loops = loops
         settings.server.maxBodyBytes = maxBodyBytes
+        settings.ingest.maxSpansPerRequest = maxSpansPerRequest
+        if let memoryBudgetBytes { settings.ingest.memoryBudget = MemoryBudget(limit: memoryBudgetBytes) }
         settings.shutdownGrace = .seconds(grace)
         settings.debugCapture = debugCapture
         let service: RelayService

@@ -35,8 +35,15 @@ public struct DecompressionLimits: Sendable, Hashable {
 /// undone in reverse order, at most 3 layers, all sharing one set of caps measured against the
 /// body as received. Anything else is `.unsupported` (the caller answers 415).
 public enum ContentDecoding {
+    /// Sees the final decompressed output while it is produced: called with everything produced
+    /// so far each time it grew. Throwing stops decompression there (the ingest stage counts
+    /// spans this way, so a bomb of tiny spans stops at the span cap instead of being inflated whole).
+    public typealias Inspector = (UnsafeRawBufferPointer) throws(DecodeError) -> Void
+
+    /// - Parameter inspect: called with the decompressed prefix each time it grew (not for an
+    ///   identity body: the caller has it whole already).
     public static func decode(_ body: [UInt8], contentEncoding: String?,
-                              limits: DecompressionLimits = .init()) throws(DecodeError) -> [UInt8] {
+                              limits: DecompressionLimits = .init(), inspect: Inspector? = nil) throws(DecodeError) -> [UInt8] {
         guard let contentEncoding else { return body }
         var layers: [Encoding] = []
         for part in contentEncoding.split(separator: ",") {
@@ -57,19 +64,32 @@ public enum ContentDecoding {
         }
         let cap = limits.cap(forCompressed: body.count)
         var current = body
-        for layer in layers.reversed() {
-            current = try decode(current, layer, cap: cap, limits: limits, wireSize: body.count)
+        for (i, layer) in layers.reversed().enumerated() {
+            current = try decode(current, layer, cap: cap, limits: limits, wireSize: body.count,
+                                 inspect: i == layers.count - 1 ? inspect : nil)
         }
         return current
     }
 
+    /// Whether `contentEncoding` names anything but `identity` (an unknown coding counts: decoding it fails).
+    public static func isEncoded(_ contentEncoding: String?) -> Bool {
+        guard let contentEncoding else { return false }
+        for part in contentEncoding.split(separator: ",") {
+            let name = part.trimmingSpaces()
+            if !name.isEmpty && name.lowercased() != "identity" { return true }
+        }
+        return false
+    }
+
     enum Encoding { case gzip, deflate, zstd }
 
-    static func decode(_ input: [UInt8], _ e: Encoding, cap: Int, limits: DecompressionLimits, wireSize: Int) throws(DecodeError) -> [UInt8] {
+    static func decode(_ input: [UInt8], _ e: Encoding, cap: Int, limits: DecompressionLimits, wireSize: Int,
+                       inspect: Inspector? = nil) throws(DecodeError) -> [UInt8] {
         if input.isEmpty { return [] }
         let result: Result<[UInt8], DecodeError> = input.withUnsafeBytes { raw in
             Result { () throws(DecodeError) -> [UInt8] in
                 let sink = GrowingOutput(cap: cap, limits: limits, wireSize: wireSize, inputCount: raw.count)
+                sink.inspect = inspect
                 switch e {
                 case .gzip:
                     let z = try ZlibInflater(windowBits: 15 + 16)
@@ -94,6 +114,7 @@ public enum ContentDecoding {
                     defer { ZstdDecompressor.pool.put(z) }
                     try z.decompress(raw, into: sink)
                 }
+                try sink.check()  // the inspector sees every byte, also when a codec ends without a final check
                 return sink.finish()
             }
         }
@@ -112,6 +133,9 @@ final class GrowingOutput {
     let limits: DecompressionLimits
     let wireSize: Int
     let initial: Int
+    /// Sees the produced prefix at every `check()` that follows growth.
+    var inspect: ContentDecoding.Inspector?
+    private var inspected = 0
 
     init(cap: Int, limits: DecompressionLimits, wireSize: Int, inputCount: Int) {
         self.cap = cap
@@ -122,7 +146,7 @@ final class GrowingOutput {
 
     deinit { Glibc.free(base) }
 
-    func reset() { produced = 0 }
+    func reset() { produced = 0; inspected = 0 }
 
     /// Free space after the produced bytes.
     var freeSpace: UnsafeMutableRawBufferPointer {
@@ -149,6 +173,10 @@ final class GrowingOutput {
 
     func check() throws(DecodeError) {
         if produced > cap { throw tooLarge() }
+        if let inspect, produced > inspected, let base {
+            inspected = produced
+            try inspect(UnsafeRawBufferPointer(start: base, count: produced))
+        }
     }
 
     func tooLarge() -> DecodeError {

@@ -193,7 +193,7 @@ final class BackendExporter: @unchecked Sendable {
             let now = nanosNow()
             if now &- lastPermanentLog > 60_000_000_000 || lastPermanentLog == 0 {
                 logger.error("backend refused spans for good; dropped", metadata: [
-                    "target": "\(sender.target)", "spans": "\(spans)", "answer": "\(reason)",
+                    "target": "\(sender.target)", "spans": "\(spans)", "answer": "\(logSafe(reason))",
                     "suppressed.since.last": "\(suppressedPermanent)",
                 ])
                 lastPermanentLog = now
@@ -215,9 +215,9 @@ final class BackendExporter: @unchecked Sendable {
                     backendQueue.markDown()
                     stats.update { $0.up = false }
                     logger.warning("backend is down; its queue spills to disk and one probe request at a time tests it",
-                                   metadata: ["target": "\(sender.target)", "error": "\(reason)", "failures": "\(failures)"])
+                                   metadata: ["target": "\(sender.target)", "error": "\(logSafe(reason))", "failures": "\(failures)"])
                 } else if failures == 1 {
-                    logger.info("send failed; retrying", metadata: ["target": "\(sender.target)", "error": "\(reason)"])
+                    logger.info("send failed; retrying", metadata: ["target": "\(sender.target)", "error": "\(logSafe(reason))"])
                 }
             }
         }
