@@ -107,7 +107,9 @@ package final class HTTP2ServerEngine: ProtocolEngine {
     /// Output buffer capacity kept for reuse once everything is sent; more is freed.
     private static let retainedOutputCapacity = 64 << 10
     /// First body buffer of a stream (or its declared length if smaller); it then doubles.
-    private static let initialBodyCapacity = 64 << 10
+    /// 1 MiB so a typical trace batch is one exact allocation (see HTTP1Engine); reservations
+    /// count against the server's BodyBudget, which bounds what many streams can hold.
+    private static let initialBodyCapacity = 1 << 20
 
     private var peerHasClosed = false
     private var shuttingDown = false
