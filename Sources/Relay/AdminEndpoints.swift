@@ -23,13 +23,18 @@ public struct AdminEndpoints: Sendable {
     /// Every sending backend: name, exporter counters, queue gauges (read on each `/status`).
     public let backends: @Sendable () -> [(String, BackendStats.Snapshot, QueueStats)]
 
+    /// The shared limits and how full they are (`limits` in `/status`): name → figures.
+    public let limits: @Sendable () -> [(String, [(String, Int)])]
+
     public init(readiness: Readiness, ingestStats: IngestStats, routingStats: RoutingStats = RoutingStats(), capture: CapturingConsumer? = nil,
-                backends: @escaping @Sendable () -> [(String, BackendStats.Snapshot, QueueStats)] = { [] }) {
+                backends: @escaping @Sendable () -> [(String, BackendStats.Snapshot, QueueStats)] = { [] },
+                limits: @escaping @Sendable () -> [(String, [(String, Int)])] = { [] }) {
         self.readiness = readiness
         self.ingestStats = ingestStats
         self.routingStats = routingStats
         self.capture = capture
         self.backends = backends
+        self.limits = limits
     }
 
     /// `"name":{"sent_spans":…,"queue":{…}}` for each sending backend.
@@ -54,17 +59,19 @@ public struct AdminEndpoints: Sendable {
             let r = readiness.current
             respond(.json(r.ready ? 200 : 503, "{\"status\":\(jsonQuoted(r.ready ? "ready" : "not_ready")),\"reason\":\(jsonQuoted(r.reason))}"))
         }
-        let stats = ingestStats, routing = routingStats, backends = self.backends
+        let stats = ingestStats, routing = routingStats, backends = self.backends, limits = self.limits
         router.register("GET", "/status") { _, respond in
             let formats = stats.snapshot.sorted { $0.key < $1.key }.map { k, v in
-                "\(jsonQuoted(k)):{\"requests\":\(v.requests),\"spans\":\(v.spans),\"bytes\":\(v.bytes),\"rejected_requests\":\(v.rejectedRequests)}"
+                "\(jsonQuoted(k)):{\"requests\":\(v.requests),\"spans\":\(v.spans),\"bytes\":\(v.bytes),\"rejected_requests\":\(v.rejectedRequests),"
+                    + "\"dropped_spans\":\(v.droppedSpans),\"too_many_spans\":\(v.tooManySpans),\"overloaded\":\(v.overloaded)}"
             }
             let r = routing.snapshot
             func object(_ d: [String: Int]) -> String {
                 "{" + d.sorted { $0.key < $1.key }.map { "\(jsonQuoted($0.key)):\($0.value)" }.joined(separator: ",") + "}"
             }
             respond(.json(200, "{\"ingest\":{\(formats.joined(separator: ","))},\"routing\":{\"routed\":\(object(r.routed)),"
-                + "\"sampled_out\":\(object(r.sampledOut)),\"refused\":\(object(r.refused))},\"backends\":\(Self.backendsJSON(backends()))}"))
+                + "\"sampled_out\":\(object(r.sampledOut)),\"refused\":\(object(r.refused))},\"backends\":\(Self.backendsJSON(backends())),"
+                + "\"limits\":{\(limits().map { name, figures in "\(jsonQuoted(name)):{" + figures.map { "\(jsonQuoted($0.0)):\($0.1)" }.joined(separator: ",") + "}" }.joined(separator: ","))}}"))
         }
         if let capture {
             router.register("GET", "/debug/captured") { _, respond in

@@ -117,9 +117,19 @@ public final class RelayService: Sendable {
         IngestEndpoints(configuration: ingestConfig, consumer: pipeline, stats: ingestStats).register(into: &ingestRouter)
         var adminRouter = EndpointRouter()
         let exporterList = exporters
+        let serverRef = ServerRef()
+        let memory = ingestConfig.memoryBudget
         AdminEndpoints(readiness: readiness, ingestStats: ingestStats, routingStats: routingStats,
                        capture: settings.debugCapture > 0 ? capture : nil,
-                       backends: { exporterList.map { ($0.name, $0.stats.snapshot, $0.backendQueue.statistics()) } })
+                       backends: { exporterList.map { ($0.name, $0.stats.snapshot, $0.backendQueue.statistics()) } },
+                       limits: {
+                           var out: [(String, [(String, Int)])] = [("memory_budget", [("limit_bytes", memory.limit), ("in_use_bytes", memory.inUse),
+                                                                                      ("refused_requests", memory.refused)])]
+                           if let b = serverRef.server.withLock({ $0?.bodyBudget }) {
+                               out.append(("body_budget", [("limit_bytes", b.limit), ("used_bytes", b.used)]))
+                           }
+                           return out
+                       })
             .register(into: &adminRouter)
         let handler: any HTTPHandler
         if settings.admin != nil {
@@ -131,6 +141,7 @@ public final class RelayService: Sendable {
             handler = both
         }
         self.server = HTTPServer(configuration: settings.server, handler: handler, logger: logger, group: group)
+        serverRef.server.withLock { $0 = server }
     }
 
     static func makeQueue(_ b: BackendConfig, _ spill: SpillSettings, budget: DiskBudget?, logger: Logger) throws -> BackendQueue {
@@ -193,6 +204,11 @@ public final class RelayService: Sendable {
             }
         }
     }
+}
+
+/// The server, for `/status` closures built before it exists.
+private final class ServerRef: Sendable {
+    let server = Mutex<HTTPServer?>(nil)
 }
 
 /// The relay could not start; `message` names the backend or address and why.

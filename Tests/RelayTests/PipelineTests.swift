@@ -77,12 +77,13 @@ final class TestRelay: Sendable {
     }
 
     /// POSTs with the project's HTTP client (a fresh one each time, so every request is independent).
-    func post(_ path: String, _ body: [UInt8], headers: [(String, String)] = [("Content-Type", "application/json")]) throws -> (Int, [(String, String)], String) {
+    func post(_ path: String, _ body: [UInt8], headers: [(String, String)] = [("Content-Type", "application/json")],
+              method: String = "POST") throws -> (Int, [(String, String)], String) {
         let client = HTTPClient(endpoint: ClientEndpoint(host: "127.0.0.1", port: port), group: TestRelay.clientGroup, logger: Logger(label: "client"))
         defer { client.shutdown() }
         let out = Mutex<(Int, [(String, String)], String)?>(nil)
         let done = DispatchSemaphore(value: 0)
-        client.send(ClientRequest(method: "POST", path: path, headers: headers.map { (name: $0.0, value: $0.1) }, body: body)) { r in
+        client.send(ClientRequest(method: method, path: path, headers: headers.map { (name: $0.0, value: $0.1) }, body: body)) { r in
             switch r {
             case .success(let resp):
                 out.withLock { $0 = (resp.status, resp.headers.map { ($0.name, $0.value) }, String(decoding: resp.body, as: UTF8.self)) }
@@ -311,5 +312,20 @@ func zipkinConfig(_ port: Int, extra: String = "", spill: String = "") -> String
             #expect(tags == ["kuma.io/zone": "eu-1", "region": "eu"])
         }
         #expect(regional.stats("central").sentSpans == 26)
+    }
+
+    @Test func statusShowsIngestRefusalsAndTheSharedLimits() throws {
+        let relay = try TestRelay("type: Mesh\nname: default\ntracing:\n  backends: [{name: d, type: discard}]\n")
+        defer { relay.stop() }
+        #expect(try relay.post("/api/v2/spans", zipkinBody(0..<2)).0 == 202)
+        let (status, _, body) = try relay.post("/status", [], method: "GET")
+        #expect(status == 200)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        let zipkin = try #require((json["ingest"] as? [String: Any])?["zipkin_v2_json"] as? [String: Any])
+        #expect(zipkin["spans"] as? Int == 2 && zipkin["too_many_spans"] as? Int == 0 && zipkin["overloaded"] as? Int == 0)
+        let limits = try #require(json["limits"] as? [String: [String: Int]])
+        #expect((limits["memory_budget"]?["limit_bytes"] ?? 0) > 0)
+        #expect(limits["memory_budget"]?["in_use_bytes"] == 0, "released once the batch was taken")
+        #expect((limits["body_budget"]?["limit_bytes"] ?? 0) > 0 && limits["body_budget"]?["used_bytes"] == 0)
     }
 }
