@@ -259,9 +259,6 @@ final class BackendExporter: @unchecked Sendable {
         sender.shutdown()
         backendQueue.shutdown()
     }
-
-    /// The backend's queue gauges and this exporter's counters.
-    var isDown: Bool { queue.sync { down } }
 }
 
 @inline(__always)
