@@ -34,6 +34,7 @@ import Testing
     @Test func placeholdersAreReplacedAndUnknownOnesRefused() throws {
         #expect(try ScenarioPlan.substitute("url: http://127.0.0.1:${SINK_zipkin}/x", ports: ["zipkin": 4242]) == "url: http://127.0.0.1:4242/x")
         #expect(throws: LoadtestError.self) { try ScenarioPlan.substitute("${SINK_other}", ports: ["zipkin": 1]) }
+        #expect(try ScenarioPlan.substitute("${SINK_a}/${RELAY_central}", ports: ["a": 1], relayPorts: ["central": 2]) == "1/2")
     }
 }
 
@@ -66,5 +67,25 @@ import Testing
         #expect(v.altered == 0 && v.unverified == 0 && v.violations == 0 && v.duplicated == 0)
         #expect(v.passed, "\(v.table())")
         #expect(v.relayCPUSeconds != nil)
+    }
+}
+
+/// `two-regions` end to end against the real relay, ~3 s at a low rate: eu and us sinks, no span
+/// in the wrong region, none lost.
+@Suite struct TwoRegionsScenarioTests {
+    @Test(.timeLimit(.minutes(1))) func twoRegionsKeepsResidencyAndLosesNothing() throws {
+        let dir = SteadyZipkinScenarioTests.scenarioDirectory("two-regions")
+        let plan = try ScenarioPlan.load(directory: dir)
+        #expect(plan.sinks.map(\.region) == ["eu-west-1", "us-east-1"])
+        var runner = ScenarioRunner(directory: dir,
+                                    relayBinary: SteadyZipkinScenarioTests.productsDirectory().appendingPathComponent("tracerelay").path)
+        runner.rate = 5000
+        runner.durationSeconds = 3
+        runner.log = { _ in }
+        let v = try runner.run()
+        #expect(v.accepted == v.sent && v.sent >= 14_000)
+        #expect(v.delivered == v.accepted && v.lost == 0)
+        #expect(v.violations == 0 && v.altered == 0 && v.unverified == 0)
+        #expect(v.passed, "\(v.table())")
     }
 }

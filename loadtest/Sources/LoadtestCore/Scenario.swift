@@ -15,6 +15,18 @@ public struct ScenarioPlan: Codable, Sendable, Equatable {
         public var region: String?
         public var delaySeconds: Double?
         public var failRatio: Double?
+        /// A backend outage during the load: this many seconds after the load starts the sink
+        /// closes its listeners and connections (connections refused) …
+        public var downAfterSeconds: Double?
+        /// … for this long, then listens again on the same port.
+        public var downForSeconds: Double?
+    }
+    /// One relay of a chain (`relays`), started in order: `${RELAY_<name>}` in the configs of
+    /// the relays after it becomes its ingest port. The load goes to the last one.
+    public struct Relay: Codable, Sendable, Equatable {
+        public var name: String
+        public var config: String
+        public var args: [String]?
     }
     public struct Load: Codable, Sendable, Equatable {
         public var format: String
@@ -30,8 +42,10 @@ public struct ScenarioPlan: Codable, Sendable, Equatable {
     }
     public var description: String
     public var sinks: [Sink]
-    public var relayConfig: String
+    /// The relay's config (one relay), or `relays` (a chain).
+    public var relayConfig: String?
     public var relayArgs: [String]?
+    public var relays: [Relay]?
     public var send: Load
     /// How long to wait after the load for the sinks to receive everything accepted.
     public var drainSeconds: Double
@@ -43,10 +57,18 @@ public struct ScenarioPlan: Codable, Sendable, Equatable {
         }
     }
 
-    /// The relay config with `${SINK_<name>}` replaced by each sink's port.
-    public static func substitute(_ text: String, ports: [String: Int]) throws(LoadtestError) -> String {
+    /// The relays to start, in order (sink side first, the load's target last).
+    public var relayChain: [Relay] {
+        if let relays, !relays.isEmpty { return relays }
+        return [Relay(name: "relay", config: relayConfig ?? "relay.yaml", args: relayArgs)]
+    }
+
+    /// The relay config with `${SINK_<name>}` replaced by each sink's port and
+    /// `${RELAY_<name>}` by each relay's ingest port.
+    public static func substitute(_ text: String, ports: [String: Int], relayPorts: [String: Int] = [:]) throws(LoadtestError) -> String {
         var out = text
         for (name, port) in ports { out = out.replacingOccurrences(of: "${SINK_\(name)}", with: String(port)) }
+        for (name, port) in relayPorts { out = out.replacingOccurrences(of: "${RELAY_\(name)}", with: String(port)) }
         if let r = out.range(of: "${") {
             let rest = out[r.lowerBound...].prefix(while: { $0 != "}" })
             throw LoadtestError("relay config: unknown placeholder \(rest)}")
@@ -131,6 +153,8 @@ public struct ScenarioRunner {
     /// Overrides of the plan's load (`--rate`, `--duration`).
     public var rate: Double?
     public var durationSeconds: Double?
+    /// Overrides every outage's length (`--outage`).
+    public var outageSeconds: Double?
     public var progress = false
     public var log: (String) -> Void = { writeStderr($0 + "\n") }
 
@@ -172,26 +196,35 @@ public struct ScenarioRunner {
             ports[spec.name] = s.boundPorts.first ?? 0
         }
 
-        // The relay.
-        let template = try String(contentsOfFile: URL(fileURLWithPath: directory).appendingPathComponent(plan.relayConfig).path, encoding: .utf8)
-        let configPath = work.appendingPathComponent("relay.yaml").path
-        try ScenarioPlan.substitute(template, ports: ports).write(toFile: configPath, atomically: true, encoding: .utf8)
-        let ingestPort = try Self.freePort(), adminPort = try Self.freePort()
-        let relay = Process()
-        relay.executableURL = URL(fileURLWithPath: relayBinary)
-        relay.arguments = ["serve", "--config", configPath, "--listen", "127.0.0.1:\(ingestPort)", "--admin", "127.0.0.1:\(adminPort)",
-                           "--spill-dir", work.appendingPathComponent("spill").path] + (plan.relayArgs ?? [])
-        let relayLog = work.appendingPathComponent("relay.log").path
-        FileManager.default.createFile(atPath: relayLog, contents: nil)
-        let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: relayLog))
-        relay.standardOutput = logHandle
-        relay.standardError = logHandle
-        try relay.run()
+        // The relays, sink side first.
+        var relays: [(name: String, process: Process, log: String, handle: FileHandle)] = []
         defer {
-            if relay.isRunning { relay.terminate(); relay.waitUntilExit() }
+            for r in relays.reversed() where r.process.isRunning { r.process.terminate(); r.process.waitUntilExit() }
         }
-        log("scenario \(name): sinks \(ports), relay pid \(relay.processIdentifier) on :\(ingestPort) (admin :\(adminPort))")
-        try waitReady(port: adminPort, relay: relay, logPath: relayLog)
+        var relayPorts: [String: Int] = [:]
+        var ingestPort = 0
+        for spec in plan.relayChain {
+            let template = try String(contentsOfFile: URL(fileURLWithPath: directory).appendingPathComponent(spec.config).path, encoding: .utf8)
+            let configPath = work.appendingPathComponent("\(spec.name).yaml").path
+            try ScenarioPlan.substitute(template, ports: ports, relayPorts: relayPorts).write(toFile: configPath, atomically: true, encoding: .utf8)
+            let port = try Self.freePort(), adminPort = try Self.freePort()
+            let relay = Process()
+            relay.executableURL = URL(fileURLWithPath: relayBinary)
+            relay.arguments = ["serve", "--config", configPath, "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(adminPort)",
+                               "--spill-dir", work.appendingPathComponent("spill-\(spec.name)").path] + (spec.args ?? [])
+            let relayLog = work.appendingPathComponent("\(spec.name).log").path
+            _ = FileManager.default.createFile(atPath: relayLog, contents: nil)
+            let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: relayLog))
+            relay.standardOutput = logHandle
+            relay.standardError = logHandle
+            try relay.run()
+            relays.append((spec.name, relay, relayLog, logHandle))
+            log("scenario \(name): relay \(spec.name) pid \(relay.processIdentifier) on :\(port) (admin :\(adminPort))")
+            try waitReady(port: adminPort, relay: relay, logPath: relayLog)
+            relayPorts[spec.name] = port
+            ingestPort = port
+        }
+        log("scenario \(name): sinks \(ports), load → :\(ingestPort)")
 
         // The load.
         let load = plan.send
@@ -205,8 +238,28 @@ public struct ScenarioRunner {
         sc.shape = MeshShape(services: load.services ?? 50, zones: load.zones ?? MeshShape().zones,
                              zoneRegions: load.zoneRegions ?? MeshShape().zoneRegions)
         sc.progress = progress
-        let cpu0 = Self.cpuSeconds(pid: relay.processIdentifier)
+        let cpu0 = relays.map { Self.cpuSeconds(pid: $0.process.processIdentifier) }
+
+        // Outages: each sink with `downForSeconds` goes down `downAfterSeconds` into the load.
+        let outages = DispatchGroup()
+        for (spec, sink) in zip(plan.sinks, sinks) {
+            guard let planned = spec.downForSeconds, case let downFor = outageSeconds ?? planned, downFor > 0 else { continue }
+            let after = spec.downAfterSeconds ?? 0
+            let sinkName = spec.name, logBox = UncheckedLog(log: self.log)
+            outages.enter()
+            DispatchQueue.global().asyncAfter(deadline: .now() + after) {
+                logBox.log("scenario \(name): sink \(sinkName) down for \(downFor) s")
+                sink.goDown()
+                DispatchQueue.global().asyncAfter(deadline: .now() + downFor) {
+                    do { try sink.comeBack(); logBox.log("scenario \(name): sink \(sinkName) back") } catch {
+                        logBox.log("scenario \(name): sink \(sinkName) could not listen again: \(error)")
+                    }
+                    outages.leave()
+                }
+            }
+        }
         let report = try LoadSender(configuration: sc).run()
+        outages.wait()
 
         // Delivery: wait until the sinks hold everything accepted (or stop changing).
         let deadline = monoNanos() + UInt64(plan.drainSeconds * 1e9)
@@ -218,14 +271,29 @@ public struct ScenarioRunner {
             else if monoNanos() - stableSince > 5_000_000_000 { break }
             usleep(50_000)
         }
-        let cpu1 = Self.cpuSeconds(pid: relay.processIdentifier)
-        relay.terminate()
-        relay.waitUntilExit()
-        try? logHandle.close()
-        let relayCPU = cpu0.flatMap { a in cpu1.map { $0 - a } }
+        let cpu1 = relays.map { Self.cpuSeconds(pid: $0.process.processIdentifier) }
+        for r in relays.reversed() {
+            r.process.terminate()
+            r.process.waitUntilExit()
+            try? r.handle.close()
+        }
+        var relayCPU: Double? = 0
+        for (a, b) in zip(cpu0, cpu1) {
+            if let a, let b, let sum = relayCPU { relayCPU = sum + (b - a) } else { relayCPU = nil }
+        }
+        if relays.count > 1 {
+            let each = zip(relays, zip(cpu0, cpu1)).map { r, c in
+                "\(r.name) " + (c.0.flatMap { a in c.1.map { String(format: "%.2f s", $0 - a) } } ?? "?")
+            }
+            log("scenario \(name): relay CPU " + each.joined(separator: ", "))
+        }
         let verdict = ScenarioVerdict(scenario: name, send: report, sinks: sinks.map(\.stats), relayCPUSeconds: relayCPU)
-        if !verdict.passed, let text = try? String(contentsOfFile: relayLog, encoding: .utf8), !text.isEmpty {
-            log("relay log (last lines):\n" + text.split(separator: "\n").suffix(20).joined(separator: "\n"))
+        if !verdict.passed {
+            for r in relays {
+                if let text = try? String(contentsOfFile: r.log, encoding: .utf8), !text.isEmpty {
+                    log("relay \(r.name) log (last lines):\n" + text.split(separator: "\n").suffix(20).joined(separator: "\n"))
+                }
+            }
         }
         return verdict
     }
@@ -263,4 +331,9 @@ public struct ScenarioRunner {
         guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
         return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
+}
+
+/// The runner's `log` closure, handed to the outage timers.
+private struct UncheckedLog: @unchecked Sendable {
+    let log: (String) -> Void
 }

@@ -30,7 +30,8 @@ public struct SinkConfiguration: Sendable {
 public final class SinkServer: Sendable {
     public let configuration: SinkConfiguration
     private let accounting: Mutex<SinkAccounting>
-    private let server: HTTPServer
+    private let servers: Mutex<[HTTPServer]>
+    private let makeServer: @Sendable () -> HTTPServer
     private let rng = Mutex(SplitMix64(seed: 0x5EED))
     private let started = Mutex<[Int]>([])
 
@@ -53,7 +54,9 @@ public final class SinkServer: Sendable {
         router.register("GET", "/health") { _, respond in respond(.json(200, #"{"status":"ok"}"#)) }
         var lg = logger
         lg.logLevel = .warning
-        server = HTTPServer(configuration: sc, handler: router, logger: lg)
+        let handler = router, serverConfig = sc, serverLogger = lg
+        makeServer = { HTTPServer(configuration: serverConfig, handler: handler, logger: serverLogger) }
+        servers = Mutex([makeServer()])
         box.sink = self
     }
 
@@ -62,6 +65,7 @@ public final class SinkServer: Sendable {
 
     /// Binds the listeners (after `downForSeconds`, in the background, when set).
     public func start() throws {
+        let server = servers.withLock { $0[0] }
         let addrs = try configuration.listen.map { try ListenAddress(parsing: $0) }
         if configuration.downForSeconds > 0 {
             DispatchQueue.global().asyncAfter(deadline: .now() + configuration.downForSeconds) { [self] in
@@ -77,7 +81,26 @@ public final class SinkServer: Sendable {
 
     public var boundPorts: [Int] { started.withLock { $0 } }
 
-    public func shutdown() { server.shutdownAndWait(grace: .seconds(1)) }
+    public func shutdown() {
+        let all = servers.withLock { s in let all = s; s = []; return all }
+        for s in all { s.shutdownAndWait(grace: .seconds(1)) }
+    }
+
+    /// A backend outage: closes the listeners and every connection (connections are refused
+    /// from now on). The counts are kept; `comeBack()` listens again on the same ports.
+    public func goDown() {
+        let current = servers.withLock { $0.last }
+        current?.shutdownAndWait(grace: .zero)
+    }
+
+    /// Ends an outage (`goDown()`): a fresh server on the same ports, counting into the same totals.
+    public func comeBack() throws {
+        let ports = boundPorts
+        let hosts = try configuration.listen.map { try ListenAddress(parsing: $0).host }
+        let server = makeServer()
+        try server.start(listeners: zip(hosts, ports).map { ListenAddress(host: $0, port: $1) })
+        servers.withLock { $0.append(server) }
+    }
 
     public var stats: SinkStats { accounting.withLock { $0.stats } }
 

@@ -19,6 +19,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "The tracerelay binary (default: next to this loadtest binary).") var relay: String?
     @Option(help: "Override the plan's rate (spans/s).") var rate: Double?
     @Option(help: "Override the plan's duration (seconds).") var duration: Double?
+    @Option(help: "Override the length of the plan's backend outages (seconds).") var outage: Double?
     @Option(help: "Write the verdict as JSON here.") var report: String?
     @Option(help: "Write a self-contained HTML report here (verdict, throughput and latency over time).") var html: String?
 
@@ -32,6 +33,7 @@ struct RunCommand: ParsableCommand {
         var runner = ScenarioRunner(directory: dir, relayBinary: bin)
         runner.rate = rate
         runner.durationSeconds = duration
+        runner.outageSeconds = outage
         runner.progress = isatty(2) != 0
         let verdict = try runner.run()
         writeStdout(verdict.table() + "\n")
