@@ -63,6 +63,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Bytes that decompressed bodies and decoded spans of all requests in flight may hold (after that: 503 with Retry-After; default: a quarter of RAM, at most 2 GiB).")
     var memoryBudgetBytes: Int?
 
+    @Option(name: .long, help: "Request-body bytes all connections together may buffer before new bodies get 503 / REFUSED_STREAM (default: a quarter of RAM, at most 1 GiB).")
+    var maxBufferedBodyBytes: Int?
+
     @Option(name: .long, help: "Keep this many recent batches for GET /debug/captured (0 = off; for tests and debugging).")
     var debugCapture: Int = 0
 
@@ -75,6 +78,7 @@ struct ServeCommand: ParsableCommand {
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
         guard maxSpansPerRequest > 0 else { throw ValidationError("--max-spans-per-request must be positive") }
         if let memoryBudgetBytes, memoryBudgetBytes <= 0 { throw ValidationError("--memory-budget-bytes must be positive") }
+        if let maxBufferedBodyBytes, maxBufferedBodyBytes <= 0 { throw ValidationError("--max-buffered-body-bytes must be positive") }
         if let loops, loops < 1 { throw ValidationError("--loops must be at least 1") }
         if let spillDir, spillDir.isEmpty { throw ValidationError("--spill-dir must not be empty") }
     }
@@ -118,6 +122,7 @@ struct ServeCommand: ParsableCommand {
         settings.server.maxBodyBytes = maxBodyBytes
         settings.ingest.maxSpansPerRequest = maxSpansPerRequest
         if let memoryBudgetBytes { settings.ingest.memoryBudget = MemoryBudget(limit: memoryBudgetBytes) }
+        if let maxBufferedBodyBytes { settings.server.maxBufferedBodyBytes = maxBufferedBodyBytes }
         settings.shutdownGrace = .seconds(grace)
         settings.debugCapture = debugCapture
         let service: RelayService
