@@ -64,6 +64,8 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
     private enum Phase { case open, lingering, closed }
     private var phase: Phase = .open
     private var readSuspended = false
+    /// A `beginTurn` block is queued (the engine yielded after `maxRequestsPerTurn` requests).
+    private var turnScheduled = false
     private var writeResumed = false
     private var eofSeen = false
     private var closeWhenFlushed = false
@@ -236,6 +238,8 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
         case .open: break
         }
         if usesEpoll && (readSuspended || eofSeen) { return } // edges while paused are ignored
+        // A readiness event is a new turn: the engine may start `maxRequestsPerTurn` requests.
+        if let engine, engine.beginTurn() == .closeNow { return close() }
         inReadHandler = true
         var drained = false
         var budget = config.readBudget
@@ -307,6 +311,18 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
         guard let engine else {
             if eofSeen { close() }
             return
+        }
+        // The engine stopped after `maxRequestsPerTurn` requests: go on in a later block, after
+        // the loop's other connections had their turn.
+        if engine.wantsNewTurn && !turnScheduled {
+            turnScheduled = true
+            queue.async { [self] in
+                turnScheduled = false
+                guard phase == .open, let engine = self.engine else { return }
+                if engine.beginTurn() == .closeNow { return close() }
+                flush()
+                applyDisposition()
+            }
         }
         switch engine.disposition {
         case .open:

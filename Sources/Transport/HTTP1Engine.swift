@@ -88,6 +88,10 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
     private var bodyLimit = 0
     private var bodyChunked = false
     private var parsePaused = false
+    /// Requests started in this turn of the loop, and whether parsing stopped at
+    /// `maxRequestsPerTurn` (then only `beginTurn` resumes it, never output draining).
+    private var turnRequests = 0
+    private var yielded = false
     private var isProcessing = false
     private var continueDeferred = false
 
@@ -312,8 +316,19 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
         }
     }
 
+    package var wantsNewTurn: Bool { yielded }
+
+    package func beginTurn() -> EngineDisposition {
+        turnRequests = 0
+        if yielded {
+            yielded = false
+            resumeParsingIfPossible()
+        }
+        return disposition
+    }
+
     private func resumeParsingIfPossible() {
-        guard parsePaused, !overLimits, !isProcessing else { return }
+        guard parsePaused, !yielded, !overLimits, !isProcessing else { return }
         parsePaused = false
         processBuffered()
     }
@@ -333,6 +348,7 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
             case .head:
                 if headScanned == 0 && requestLineEnd == nil {
                     if overLimits { parsePaused = true; return i }
+                    if turnRequests >= config.maxRequestsPerTurn { parsePaused = true; yielded = true; return i }
                     // RFC 9112 §2.2: ignore empty lines before a request line.
                     while i < n && p[i] == 0x0D {
                         if i + 1 >= n { return i }
@@ -693,6 +709,7 @@ package final class HTTP1Engine: ProtocolEngine, @unchecked Sendable {
         let seq = firstSeq &+ UInt64(pending.count)
         let closeAfter = head.closeAfter || shuttingDown
         pending.append(Pending(response: nil, isHead: head.isHead, closeAfter: closeAfter, version: head.version, kind: .normal))
+        turnRequests += 1
         state = closeAfter ? .stopped : .head
         let token = self.token
         let queue = self.queue

@@ -43,6 +43,10 @@ public struct HTTPServerConfiguration: Sendable {
     /// Bytes read from one connection per readiness event before yielding to others (fairness).
     /// Default 512 KiB.
     public var readBudget: Int = 512 * 1024
+    /// HTTP/1.1 requests started on one connection per turn of its event loop before it yields to
+    /// the loop's other connections (fairness: 512 KiB of tiny pipelined requests is thousands of
+    /// requests, seconds of a loop's time). Default 64.
+    public var maxRequestsPerTurn: Int = 64
     /// Connections accepted per listener readiness event before yielding. Default 64.
     public var acceptBudget: Int = 64
     /// Pause before accepting again after running out of file descriptors (EMFILE/ENFILE),

@@ -77,6 +77,16 @@ package protocol ProtocolEngine: AnyObject {
     /// A timer of the connection fired (idle / header-read / body-read): the engine answers
     /// with 408 where that makes sense and says whether to close.
     func timeout(_ kind: TimeoutKind) -> EngineDisposition
+    /// The engine stopped parsing to let the loop's other connections run (fairness): the
+    /// connection calls `beginTurn()` from a later block of its queue.
+    var wantsNewTurn: Bool { get }
+    /// A new turn of the event loop for this connection: parsing may go on.
+    func beginTurn() -> EngineDisposition
+}
+
+extension ProtocolEngine {
+    package var wantsNewTurn: Bool { false }
+    package func beginTurn() -> EngineDisposition { disposition }
 }
 
 package enum TimeoutKind: Sendable { case idle, headerRead, bodyRead }

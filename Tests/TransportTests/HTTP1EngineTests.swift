@@ -374,3 +374,26 @@ extension String {
 
     func firstRange(_ s: String) -> String.Index? { Substring(self).range(of: s)?.lowerBound }
 }
+
+@Suite struct HTTP1EngineFairnessTests {
+    /// Fairness (issue 10, probe "connections that never read"): one receive of many pipelined
+    /// requests starts at most `maxRequestsPerTurn` of them; the rest waits for the next turn of
+    /// the loop, not for output to drain.
+    @Test func pipelinedRequestsYieldAfterMaxRequestsPerTurn() {
+        let h = RecordingHandler()
+        let e = EngineHarness(handler: h) { $0.maxRequestsPerTurn = 10; $0.maxPipelinedRequests = 1000 }
+        let many = String(repeating: HTTP1EngineTests.post, count: 25)
+        #expect(e.feed(many) == .pauseReading)
+        #expect(h.all.count == 10)
+        // Draining output is not a new turn.
+        _ = e.output()
+        #expect(h.all.count == 10)
+        #expect(e.context.run { e.engine.wantsNewTurn })
+        #expect(e.context.run { e.engine.beginTurn() } == .pauseReading)
+        #expect(h.all.count == 20)
+        #expect(e.context.run { e.engine.beginTurn() } == .open)
+        #expect(h.all.count == 25)
+        #expect(!e.context.run { e.engine.wantsNewTurn })
+        #expect(statuses(e.output()).count == 15, "the 10 of the first turn were drained above")
+    }
+}

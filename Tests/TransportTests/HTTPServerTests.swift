@@ -87,6 +87,25 @@ import Testing
         }
     }
 
+    /// Many more pipelined requests than `maxRequestsPerTurn` in one write: the connection yields
+    /// between turns and still answers every one, in order.
+    @Test(arguments: HTTPEventMode.allCases) func manyPipelinedRequestsAcrossTurns(mode: HTTPEventMode) throws {
+        try Self.withServer(mode: mode, { $0.maxRequestsPerTurn = 7; $0.maxPipelinedRequests = 1000 }) { _, port in
+            let c = try TestClient(port: port)
+            var all: [UInt8] = []
+            var sums: [UInt64] = []
+            for i in 0..<300 {
+                let body = Self.payload(50 + i, seed: UInt64(i))
+                sums.append(fnv1a(body))
+                all += Self.spansRequest(body)
+            }
+            c.send(all)
+            let rs = c.readResponses(300)
+            #expect(rs.count == 300)
+            #expect(rs.map(\.bodyText) == sums.enumerated().map { "{\"bytes\":\(50 + $0.offset),\"fnv\":\"\($0.element)\"}" })
+        }
+    }
+
     @Test(arguments: HTTPEventMode.allCases) func pipelinedAsyncHandlersKeepOrder(mode: HTTPEventMode) throws {
         // Answers from other threads after random delays.
         let handler = ClosureHandler { req, respond in
