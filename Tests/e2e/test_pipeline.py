@@ -496,12 +496,14 @@ def test_slow_backend_does_not_slow_the_other(tmp_path, zipkin_sink, dd_agent, r
             eu_ids += [s["id"] for s in eu]
             us_ids += [s["id"] for s in us]
         assert not dd_agent.wait_for_ids(us_ids, timeout=30), relay_context(relay)
-        return len(us_ids) / (time.time() - t0), slowest, eu_ids, us_ids
+        return time.time() - t0, slowest, eu_ids, us_ids
 
-    fast_rate, fast_slowest, eu1, us1 = phase()
+    fast_time, fast_slowest, eu1, us1 = phase()
     zipkin_sink.delay = 2.0
-    slow_rate, slow_slowest, eu2, us2 = phase()
-    assert slow_rate >= 0.4 * fast_rate, f"us rate {slow_rate:.0f}/s with eu slow vs {fast_rate:.0f}/s"
+    slow_time, slow_slowest, eu2, us2 = phase()
+    # The phases take a fraction of a second, so a rate ratio mostly measures polling; what
+    # matters is that us delivery never waits for eu's 2 s answers.
+    assert slow_time < fast_time + 1.0, f"us spans took {slow_time:.2f}s with eu slow vs {fast_time:.2f}s"
     assert slow_slowest < max(1.0, 3 * fast_slowest), f"ingest answers slowed: {slow_slowest:.2f}s vs {fast_slowest:.2f}s"
     assert not zipkin_sink.wait_for_ids(eu1 + eu2, timeout=30), "the slow backend must still get everything"
     time.sleep(1)
