@@ -12,24 +12,38 @@ import Glibc
 /// them when the request is handed to its handler (the handler then owns the body) or the
 /// stream/connection ends. When `tryReserve` fails, a new body is refused (HTTP/1.1: 503 with
 /// `Retry-After`, then close; HTTP/2: `REFUSED_STREAM`). Lock-free; safe from any thread.
+///
+/// Small bodies keep getting in while large ones fill the budget: a reservation of at most
+/// `smallReservationBytes` may use a headroom of `limit / 16` above the limit. A client that
+/// stalls many large bodies therefore cannot lock out clients posting small batches (the
+/// hostile-mix probe "stall-h2" refused 80 % of a well-behaved client's 26-byte posts before);
+/// small stalled bodies are bounded by the headroom and timed out by the minimum body rate.
 public final class BodyBudget: Sendable {
-    /// Most bytes that may be reserved at once.
+    /// Most bytes that may be reserved at once by large reservations.
     public let limit: Int
+    /// Extra bytes only small reservations may use.
+    public let headroom: Int
+    /// What counts as a small reservation (the first reservation of a small body).
+    public static let smallReservationBytes = 64 << 10
     private let reserved = Atomic<Int>(0)
 
     public init(limit: Int) {
         self.limit = max(0, limit)
+        let (h, overflow) = self.limit.dividedReportingOverflow(by: 16)
+        self.headroom = overflow || self.limit == Int.max ? 0 : h
     }
 
     /// Bytes reserved now (a snapshot, for metrics and tests).
     public var used: Int { reserved.load(ordering: .relaxed) }
 
-    /// Reserves `n` bytes if that keeps the total within `limit`. `n <= 0` always succeeds.
+    /// Reserves `n` bytes if that keeps the total within `limit` (within `limit + headroom` for a
+    /// small reservation). `n <= 0` always succeeds.
     public func tryReserve(_ n: Int) -> Bool {
         guard n > 0 else { return true }
+        let cap = n <= Self.smallReservationBytes ? limit + headroom : limit
         var current = reserved.load(ordering: .relaxed)
         while true {
-            guard n <= limit - current else { return false }
+            guard n <= cap - current else { return false }
             let (exchanged, original) = reserved.compareExchange(expected: current, desired: current + n,
                                                                  successOrdering: .relaxed, failureOrdering: .relaxed)
             if exchanged { return true }

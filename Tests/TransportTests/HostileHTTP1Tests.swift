@@ -266,3 +266,23 @@ import Glibc
         }
     }
 }
+
+/// Issue 10, hostile-mix "stall-h2": large stalled bodies must not lock out small ones.
+@Suite struct BodyBudgetTests {
+    @Test func smallReservationsUseTheHeadroomLargeOnesDoNot() {
+        let b = BodyBudget(limit: 16 << 20)
+        #expect(b.headroom == 1 << 20)
+        // An attacker's large reservations fill the budget …
+        for _ in 0..<16 { #expect(b.tryReserve(1 << 20)) }
+        #expect(!b.tryReserve(1 << 20))
+        #expect(!b.tryReserve(BodyBudget.smallReservationBytes + 1))
+        // … small bodies still get in, up to the headroom, then they are refused too.
+        var small = 0
+        while b.tryReserve(BodyBudget.smallReservationBytes) { small += 1 }
+        #expect(small == (1 << 20) / BodyBudget.smallReservationBytes)
+        #expect(!b.tryReserve(1))
+        b.release(1 << 20)
+        #expect(b.tryReserve(1 << 20) == false, "the headroom in use still counts against large reservations")
+        #expect(b.tryReserve(26))
+    }
+}
