@@ -1,3 +1,5 @@
+// Over 500 lines (unchanged by the pipeline issue): queue state, spill writer, reader, segment
+// catalog and recovery; issue 9 splits them.
 import Dispatch
 import Glibc
 import Logging

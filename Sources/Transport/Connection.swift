@@ -1,3 +1,5 @@
+// Over 500 lines: the two readiness models (Dispatch sources, per-loop epoll) share this file
+// behind `usesEpoll` branches; issue 9 puts them behind one small protocol with two implementations.
 import Dispatch
 #if canImport(Glibc)
 import Glibc

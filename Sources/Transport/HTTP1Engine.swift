@@ -1,3 +1,5 @@
+// Over 500 lines: request parsing, the ordered response queue and serialization still share this
+// file; issue 9 splits them (pure parser, response queue, serializer). Byte helpers: HTTPSyntax.swift.
 import Dispatch
 import DequeModule
 #if canImport(Glibc)

@@ -54,7 +54,7 @@ func syscallBlocking<T: FixedWidthInteger>(_ name: StaticString, _ body: () -> T
 
 /// Monotonic clock in nanoseconds (vDSO, no syscall on Linux).
 @inline(__always)
-func monotonicNanos() -> UInt64 {
+package func monotonicNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)

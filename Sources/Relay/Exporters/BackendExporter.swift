@@ -69,7 +69,7 @@ final class BackendExporter: @unchecked Sendable {
     private func pump() {
         dispatchPrecondition(condition: .onQueue(queue))
         guard !stopped else { return }
-        let now = nanosNow()
+        let now = monotonicNanos()
         if backoffUntil > now {
             arm(at: backoffUntil)
             return
@@ -130,7 +130,7 @@ final class BackendExporter: @unchecked Sendable {
             }
             if !acc.isEmpty && d.record.metadata != accMeta { ready.append(closeAcc()) }
             if acc.isEmpty {
-                accSince = nanosNow()
+                accSince = monotonicNanos()
                 accMeta = d.record.metadata
             }
             acc.append(d)
@@ -143,7 +143,7 @@ final class BackendExporter: @unchecked Sendable {
     private func arm(at deadline: UInt64) {
         guard deadline < timerAt else { return }
         timerAt = deadline
-        let now = nanosNow()
+        let now = monotonicNanos()
         let delay = deadline > now ? deadline - now : 0
         queue.asyncAfter(deadline: .now() + .nanoseconds(Int(min(delay, UInt64(Int.max))))) { [weak self] in
             guard let self else { return }
@@ -158,7 +158,7 @@ final class BackendExporter: @unchecked Sendable {
         guard let meta = RecordMeta(batch[0].record.metadata) else { return }
         inFlight += 1
         let payload = Payload.join(batch.map(\.record), meta: meta)
-        let started = nanosNow()
+        let started = monotonicNanos()
         sender.send(payload) { [weak self] outcome in
             guard let self else { return }
             self.queue.async { self.finished(batch, payload: payload, outcome: outcome, started: started) }
@@ -172,7 +172,7 @@ final class BackendExporter: @unchecked Sendable {
         switch outcome {
         case .delivered:
             for d in batch { backendQueue.ack(d) }
-            let latency = Double(nanosNow() &- started) / 1e9
+            let latency = Double(monotonicNanos() &- started) / 1e9
             stats.update {
                 $0.sentSpans += spans
                 $0.sentRequests += 1
@@ -190,7 +190,7 @@ final class BackendExporter: @unchecked Sendable {
             for d in batch { backendQueue.ack(d) }
             stats.update { $0.droppedSpans += spans; $0.failedRequests += 1; $0.lastError = reason }
             // A permanent answer repeats for every batch: one line a minute, with the count.
-            let now = nanosNow()
+            let now = monotonicNanos()
             if now &- lastPermanentLog > 60_000_000_000 || lastPermanentLog == 0 {
                 logger.error("backend refused spans for good; dropped", metadata: [
                     "target": "\(sender.target)", "spans": "\(spans)", "answer": "\(logSafe(reason))",
@@ -209,7 +209,7 @@ final class BackendExporter: @unchecked Sendable {
             stats.update { $0.failedRequests += 1; $0.retriedSpans += spans; $0.lastError = reason }
             if !stopped {
                 let delay = retryAfter.map { min($0, options.maxBackoffSeconds * 4) } ?? backoff(failures)
-                backoffUntil = nanosNow() &+ UInt64(delay * 1e9)
+                backoffUntil = monotonicNanos() &+ UInt64(delay * 1e9)
                 if failures >= options.downAfter && !down {
                     down = true
                     backendQueue.markDown()
@@ -244,7 +244,7 @@ final class BackendExporter: @unchecked Sendable {
 
     private func checkFlushed(deadline: UInt64, completion: @escaping @Sendable () -> Void) {
         let empty = inFlight == 0 && acc.isEmpty && ready.isEmpty && backendQueue.statistics().records == 0
-        if empty || down || nanosNow() >= deadline || stopped {
+        if empty || down || monotonicNanos() >= deadline || stopped {
             completion()
             return
         }
@@ -261,9 +261,3 @@ final class BackendExporter: @unchecked Sendable {
     }
 }
 
-@inline(__always)
-func nanosNow() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}

@@ -29,16 +29,8 @@ final class FileSender: PayloadSender, @unchecked Sendable {
         self.maxFileBytes = maxFileBytes
         self.logger = logger
         self.io = DispatchQueue(label: "tracerelay.file.\(directory)")
-        try Self.makeDirectories(directory)
-    }
-
-    static func makeDirectories(_ path: String) throws(FileSenderError) {
-        var current = path.hasPrefix("/") ? "" : "."
-        for part in path.split(separator: "/") {
-            current += "/" + part
-            if mkdir(current, 0o755) != 0 && errno != EEXIST {
-                throw FileSenderError(message: "cannot create \(current): \(String(cString: strerror(errno)))")
-            }
+        do { try PosixFileSystem().createDirectory(directory) } catch {
+            throw FileSenderError(message: "cannot create \(directory): \(error)")
         }
     }
 

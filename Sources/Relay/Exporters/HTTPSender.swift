@@ -92,7 +92,8 @@ final class HTTPSender: PayloadSender, @unchecked Sendable {
                 headers.append(("Content-Encoding", "zstd"))
             }
         }
-        let request = ClientRequest(method: kind == .datadog || payload.format == .datadogV04 ? "PUT" : "POST",
+        // Datadog tracers PUT their traces; Zipkin collectors take POST.
+        let request = ClientRequest(method: payload.format == .datadogV04 ? "PUT" : "POST",
                                     path: path, headers: headers, body: body)
         let rates = self.rates
         t.client.send(request) { result in

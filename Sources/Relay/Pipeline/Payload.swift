@@ -75,6 +75,7 @@ struct Payload: Sendable {
     var format: PayloadFormat
     var body: [UInt8]
     var spanCount: Int
+    /// Datadog traces in the body (`X-Datadog-Trace-Count`); 0 for other formats.
     var traceCount: Int
     var headers: [(name: String, value: String)]
 
@@ -86,7 +87,8 @@ struct Payload: Sendable {
             // A record is a whole body of its format already; a record that is a request body
             // (the common case) becomes the payload without a copy.
             let r = records[0]
-            return Payload(format: meta.format, body: Array(r.bytes), spanCount: r.spanCount, traceCount: meta.traceCount, headers: meta.headers)
+            return Payload(format: meta.format, body: Array(r.bytes), spanCount: r.spanCount,
+                           traceCount: meta.format == .datadogV04 ? meta.traceCount : 0, headers: meta.headers)
         }
         var body: [UInt8] = []
         body.reserveCapacity(records.reduce(16) { $0 + $1.bytes.count })
@@ -117,7 +119,6 @@ struct Payload: Sendable {
             MsgpackArray.writeHeader(traces, into: &body)
             for p in parts { body.append(contentsOf: p) }
         }
-        if meta.format != .datadogV04 { traces = records.reduce(0) { $0 + (RecordMeta($1.metadata)?.traceCount ?? 0) } }
         return Payload(format: meta.format, body: body, spanCount: spans, traceCount: traces, headers: meta.headers)
     }
 

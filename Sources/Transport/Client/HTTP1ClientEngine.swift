@@ -1,3 +1,5 @@
+// Just over 500 lines: request serialization and response parsing of one client connection;
+// the byte helpers it shares with the server engine live in HTTPSyntax.swift.
 #if canImport(Glibc)
 import Glibc
 #endif

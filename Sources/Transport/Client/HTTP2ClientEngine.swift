@@ -1,3 +1,6 @@
+// Over 500 lines: one nghttp2 client session — its engine state and the file-private C callbacks
+// that must recover this type from user_data (the server's callbacks have the same shape for
+// their own type). Shared constants and error texts: HTTP2/NGHTTP2Support.swift.
 private import CNghttp2
 
 /// The h2c client side of one outbound connection (prior knowledge), on libnghttp2.

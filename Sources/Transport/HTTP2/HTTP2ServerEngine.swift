@@ -1,3 +1,5 @@
+// Over 500 lines: the nghttp2 session wrapper, its C callbacks and the engine share this file;
+// issue 9 splits them. Constants and error texts shared with the client: NGHTTP2Support.swift.
 import Dispatch
 private import CNghttp2
 
