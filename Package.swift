@@ -31,30 +31,32 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CShims", path: "Sources/CShims"),
+        // One of each small helper every module needs: clocks, OWS trimming, cold-path JSON quoting.
+        .target(name: "Basics"),
 
         .target(name: "Spans"),
         .target(name: "Codecs", dependencies: [
-            "Spans", "CZlib", "CZstd",
+            "Basics", "Spans", "CZlib", "CZstd",
         ]),
         .target(name: "Routing", dependencies: [
-            "Spans",
+            "Basics", "Spans",
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "Buffering", dependencies: [
-            "CZstd", "CShims",
+            "Basics", "CZstd", "CShims",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Transport", dependencies: [
-            "CNghttp2", "CShims",
+            "Basics", "CNghttp2", "CShims",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
         .target(name: "Relay", dependencies: [
-            "Spans", "Codecs", "Routing", "Buffering", "Transport",
+            "Basics", "Spans", "Codecs", "Routing", "Buffering", "Transport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "tracerelay", dependencies: [
-            "Relay", "Routing", "Buffering", "Transport", "Codecs",
+            "Basics", "Relay", "Routing", "Buffering", "Transport", "Codecs",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,3 +1,4 @@
+import Basics
 import Buffering
 import Spans
 import Synchronization

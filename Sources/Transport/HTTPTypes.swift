@@ -1,3 +1,4 @@
+import Basics
 import Dispatch
 
 /// Request headers in arrival order. Names are compared case-insensitively; HTTP/2 names
@@ -89,25 +90,6 @@ public struct HTTPResponse: Sendable {
     }
 }
 
-/// Quotes and escapes a string for JSON output.
-public func jsonQuoted(_ s: String) -> String {
-    var out = "\""
-    out.reserveCapacity(s.utf8.count + 2)
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where u.value < 0x20:
-            let hex = String(u.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    return out + "\""
-}
 
 /// Answers a request exactly once via `respond`, which may be called later and from any
 /// thread (after the body was queued elsewhere, say).

@@ -1,5 +1,5 @@
+import Basics
 import ArgumentParser
-import Transport
 import Routing
 import Spans
 

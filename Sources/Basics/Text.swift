@@ -1,0 +1,34 @@
+/// Small text helpers used on cold paths (headers, config, command output). Hot paths work on bytes.
+
+extension StringProtocol {
+    /// The text without the optional white space (SP, HTAB) around it — HTTP's OWS, and what
+    /// config values and comma-separated lists are trimmed of.
+    public func trimmingOWS() -> Substring {
+        var s = self[...]
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return Substring(s)
+    }
+}
+
+/// `s` as a JSON string literal: quoted, with `"`, `\` and control characters escaped (RFC 8259 §7).
+/// The one cold-path JSON string writer (error bodies, `/status`, command output). The encoders'
+/// byte-level writer in Codecs is the hot-path one.
+public func jsonQuoted<S: StringProtocol>(_ s: S) -> String {
+    var out = "\""
+    out.reserveCapacity(s.utf8.count + 2)
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where u.value < 0x20:
+            let hex = String(u.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(u)
+        }
+    }
+    return out + "\""
+}
