@@ -219,7 +219,7 @@ public struct IngestEndpoints: Sendable {
     static func mediaType(_ header: String?) -> String? {
         guard let header else { return nil }
         let base = header.split(separator: ";", maxSplits: 1).first.map(String.init) ?? header
-        let t = base.trimmingSpaces().lowercased()
+        let t = base.trimmingOWS().lowercased()
         return t.isEmpty ? nil : t
     }
 
@@ -344,10 +344,10 @@ public struct IngestEndpoints: Sendable {
             let n = decoder.countSpans(body, max: maxSpans)
             if n > maxSpans { return .refused(tooMany) }
         }
-        var metadata = BatchMetadata(format: decoder.format, listener: req.listener, receivedAtNanos: wallClockNanos())
+        var metadata = BatchMetadata(format: decoder.format, listener: req.listener, receivedAtNanos: Clock.wallNanos())
         metadata.requestTags = requestTags(req)
         if decoder.isDatadog {
-            if let n = req.headers["x-datadog-trace-count"].flatMap({ Int($0.trimmingSpaces()) }) { metadata.declaredTraceCount = n }
+            if let n = req.headers["x-datadog-trace-count"].flatMap({ Int($0.trimmingOWS()) }) { metadata.declaredTraceCount = n }
             for f in req.headers where Self.forwardedDatadogHeaders.contains(where: { HTTPHeaders.sameName($0, f.name) }) {
                 metadata.forwardHeaders.append(f)
             }
@@ -415,9 +415,9 @@ public struct IngestEndpoints: Sendable {
                 switch e.kind {
                 case .retryable:
                     let retry = e.retryAfterSeconds.map { [("Retry-After", String($0))] } ?? []
-                    respond(.error(e.code == "queue_full" ? 429 : 503, code: e.code, message: e.message, headers: retry))
+                    respond(.error(e.code == .queueFull ? 429 : 503, code: e.code.rawValue, message: e.message, headers: retry))
                 case .permanent:
-                    respond(.error(400, code: e.code, message: e.message))
+                    respond(.error(400, code: e.code.rawValue, message: e.message))
                 }
             }
         }
@@ -434,24 +434,4 @@ public struct IngestEndpoints: Sendable {
         }
         return tags
     }
-}
-
-extension String {
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return String(s)
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Wall-clock time in nanoseconds since the epoch.
-func wallClockNanos() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }

@@ -1,3 +1,4 @@
+import Basics
 import Buffering
 import Dispatch
 import Logging
@@ -183,7 +184,7 @@ public final class RelayService: Sendable {
         readiness.set(ready: false, reason: "shutting down")
         logger.info("shutting down", metadata: ["grace.seconds": "\(settings.shutdownGrace.components.seconds)"])
         let grace = settings.shutdownGrace
-        let deadline = monotonicNanos() &+ UInt64(max(0, Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18) * 1e9)
+        let deadline = Clock.monotonicNanos() &+ UInt64(max(0, Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18) * 1e9)
         let exporters = self.exporters
         let logger = self.logger
         server.shutdown(grace: grace) {

@@ -121,11 +121,11 @@ public final class RoutingConsumer: SpanConsumer {
     static func consumeError(_ e: QueueError) -> ConsumeError {
         switch e {
         case .full(let s):
-            ConsumeError(.retryable, code: "queue_full", message: "a backend queue is full; retry later", retryAfterSeconds: max(1, s))
+            ConsumeError(.retryable, code: .queueFull, message: "a backend queue is full; retry later", retryAfterSeconds: max(1, s))
         case .io(let m):
-            ConsumeError(.retryable, code: "spill_failed", message: "the spill write failed: \(m)", retryAfterSeconds: 1)
+            ConsumeError(.retryable, code: .spillFailed, message: "the spill write failed: \(m)", retryAfterSeconds: 1)
         case .shutdown:
-            ConsumeError(.retryable, code: "shutting_down", message: "the relay is shutting down", retryAfterSeconds: 1)
+            ConsumeError(.retryable, code: .shuttingDown, message: "the relay is shutting down", retryAfterSeconds: 1)
         }
     }
 

@@ -8,15 +8,28 @@ public struct ConsumeError: Error, Sendable, Hashable, CustomStringConvertible {
         case retryable
     }
 
+    /// A short machine-readable code used in metrics and JSON replies. Compare codes with the
+    /// constants below, never with string literals.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+        /// A backend queue cannot take the data now (HTTP 429).
+        public static let queueFull = Code(rawValue: "queue_full")
+        /// The spill write failed (disk full, I/O error).
+        public static let spillFailed = Code(rawValue: "spill_failed")
+        /// The relay is draining for shutdown.
+        public static let shuttingDown = Code(rawValue: "shutting_down")
+    }
+
     public var kind: Kind
-    /// A short machine-readable code (`queue_full`, `residency_refused`, …) used in metrics and JSON replies.
-    public var code: String
+    public var code: Code
     /// A sentence a person can act on.
     public var message: String
     /// For retryable errors, how long the caller should wait, when the stage can tell.
     public var retryAfterSeconds: Int?
 
-    public init(_ kind: Kind, code: String, message: String, retryAfterSeconds: Int? = nil) {
+    public init(_ kind: Kind, code: Code, message: String, retryAfterSeconds: Int? = nil) {
         self.kind = kind
         self.code = code
         self.message = message

@@ -1,3 +1,4 @@
+import Basics
 import ArgumentParser
 import Buffering
 import Codecs
@@ -57,7 +58,7 @@ struct SpillCommand: ParsableCommand {
 
         func run() throws {
             let segments = try SpillInspector.list(directory)
-            let now = wallMillis()
+            let now = Clock.wallMillis()
             print(pad("SEGMENT", 48), pad("BACKEND", 14), pad("FRAMES", 7), pad("RECORDS", 9), pad("SPANS", 10),
                   pad("INPUT", 10), pad("ON DISK", 10), pad("RATIO", 6), pad("AGE", 8), "STATUS")
             var totals = (records: 0, spans: 0, raw: 0, disk: 0)
@@ -102,12 +103,6 @@ struct SpillCommand: ParsableCommand {
             if !problems.isEmpty { throw ExitCode(1) }
         }
     }
-}
-
-private func wallMillis() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
 }
 
 private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }

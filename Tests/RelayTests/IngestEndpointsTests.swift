@@ -112,7 +112,7 @@ func text(_ r: HTTPResponse) -> String { String(decoding: r.body, as: UTF8.self)
     @Test func retryableRefusalBecomes429WithRetryAfter() {
         struct Full: SpanConsumer {
             func consume(_ batch: SpanBatch, completion: @escaping @Sendable (Result<Void, ConsumeError>) -> Void) {
-                completion(.failure(ConsumeError(.retryable, code: "queue_full", message: "backend queue full", retryAfterSeconds: 3)))
+                completion(.failure(ConsumeError(.retryable, code: .queueFull, message: "backend queue full", retryAfterSeconds: 3)))
             }
         }
         let h = IngestHarness(consumer: Full())

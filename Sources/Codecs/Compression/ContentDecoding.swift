@@ -1,3 +1,4 @@
+import Basics
 import Spans
 
 /// Caps on what a compressed body may expand to. Both are enforced *while* decompressing,
@@ -47,7 +48,7 @@ public enum ContentDecoding {
         guard let contentEncoding else { return body }
         var layers: [Encoding] = []
         for part in contentEncoding.split(separator: ",") {
-            let name = part.trimmingSpaces().lowercased()
+            let name = part.trimmingOWS().lowercased()
             switch name {
             case "", "identity": continue
             case "gzip", "x-gzip": layers.append(.gzip)
@@ -75,7 +76,7 @@ public enum ContentDecoding {
     public static func isEncoded(_ contentEncoding: String?) -> Bool {
         guard let contentEncoding else { return false }
         for part in contentEncoding.split(separator: ",") {
-            let name = part.trimmingSpaces()
+            let name = part.trimmingOWS()
             if !name.isEmpty && name.lowercased() != "identity" { return true }
         }
         return false
@@ -200,11 +201,3 @@ import Glibc
 import Darwin
 #endif
 
-extension Substring {
-    func trimmingSpaces() -> Substring {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
-    }
-}

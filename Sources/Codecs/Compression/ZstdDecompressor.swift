@@ -1,3 +1,4 @@
+import Synchronization
 private import CZstd
 import Spans
 #if canImport(Glibc)
@@ -56,34 +57,22 @@ final class ZstdDecompressor: @unchecked Sendable {
 
 /// A small lock-protected stack of reusable C contexts. Taking from an empty pool creates one;
 /// returning to a full pool frees it.
-final class ContextPool<T: AnyObject>: @unchecked Sendable {
-    private var items: [T] = []
-    private let lock: UnsafeMutablePointer<pthread_mutex_t>
+/// The contexts are `Sendable` because a taken context is used by one thread at a time.
+final class ContextPool<T: AnyObject & Sendable>: Sendable {
+    private let items = Mutex<[T]>([])
     private let limit: Int
     private let make: @Sendable () -> T
 
     init(limit: Int, make: @escaping @Sendable () -> T) {
         self.limit = limit
         self.make = make
-        lock = .allocate(capacity: 1)
-        pthread_mutex_init(lock, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(lock)
-        lock.deallocate()
     }
 
     func take() -> T {
-        pthread_mutex_lock(lock)
-        let item = items.popLast()
-        pthread_mutex_unlock(lock)
-        return item ?? make()
+        items.withLock { $0.popLast() } ?? make()
     }
 
     func put(_ item: T) {
-        pthread_mutex_lock(lock)
-        if items.count < limit { items.append(item) }
-        pthread_mutex_unlock(lock)
+        items.withLock { if $0.count < limit { $0.append(item) } }
     }
 }

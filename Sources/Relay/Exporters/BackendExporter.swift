@@ -1,3 +1,4 @@
+import Basics
 import Buffering
 import Dispatch
 import Logging
@@ -69,7 +70,7 @@ final class BackendExporter: @unchecked Sendable {
     private func pump() {
         dispatchPrecondition(condition: .onQueue(queue))
         guard !stopped else { return }
-        let now = monotonicNanos()
+        let now = Clock.monotonicNanos()
         if backoffUntil > now {
             arm(at: backoffUntil)
             return
@@ -130,7 +131,7 @@ final class BackendExporter: @unchecked Sendable {
             }
             if !acc.isEmpty && d.record.metadata != accMeta { ready.append(closeAcc()) }
             if acc.isEmpty {
-                accSince = monotonicNanos()
+                accSince = Clock.monotonicNanos()
                 accMeta = d.record.metadata
             }
             acc.append(d)
@@ -143,7 +144,7 @@ final class BackendExporter: @unchecked Sendable {
     private func arm(at deadline: UInt64) {
         guard deadline < timerAt else { return }
         timerAt = deadline
-        let now = monotonicNanos()
+        let now = Clock.monotonicNanos()
         let delay = deadline > now ? deadline - now : 0
         queue.asyncAfter(deadline: .now() + .nanoseconds(Int(min(delay, UInt64(Int.max))))) { [weak self] in
             guard let self else { return }
@@ -158,7 +159,7 @@ final class BackendExporter: @unchecked Sendable {
         guard let meta = RecordMeta(batch[0].record.metadata) else { return }
         inFlight += 1
         let payload = Payload.join(batch.map(\.record), meta: meta)
-        let started = monotonicNanos()
+        let started = Clock.monotonicNanos()
         sender.send(payload) { [weak self] outcome in
             guard let self else { return }
             self.queue.async { self.finished(batch, payload: payload, outcome: outcome, started: started) }
@@ -172,7 +173,7 @@ final class BackendExporter: @unchecked Sendable {
         switch outcome {
         case .delivered:
             for d in batch { backendQueue.ack(d) }
-            let latency = Double(monotonicNanos() &- started) / 1e9
+            let latency = Double(Clock.monotonicNanos() &- started) / 1e9
             stats.update {
                 $0.sentSpans += spans
                 $0.sentRequests += 1
@@ -190,7 +191,7 @@ final class BackendExporter: @unchecked Sendable {
             for d in batch { backendQueue.ack(d) }
             stats.update { $0.droppedSpans += spans; $0.failedRequests += 1; $0.lastError = reason }
             // A permanent answer repeats for every batch: one line a minute, with the count.
-            let now = monotonicNanos()
+            let now = Clock.monotonicNanos()
             if now &- lastPermanentLog > 60_000_000_000 || lastPermanentLog == 0 {
                 logger.error("backend refused spans for good; dropped", metadata: [
                     "target": "\(sender.target)", "spans": "\(spans)", "answer": "\(logSafe(reason))",
@@ -209,7 +210,7 @@ final class BackendExporter: @unchecked Sendable {
             stats.update { $0.failedRequests += 1; $0.retriedSpans += spans; $0.lastError = reason }
             if !stopped {
                 let delay = retryAfter.map { min($0, options.maxBackoffSeconds * 4) } ?? backoff(failures)
-                backoffUntil = monotonicNanos() &+ UInt64(delay * 1e9)
+                backoffUntil = Clock.monotonicNanos() &+ UInt64(delay * 1e9)
                 if failures >= options.downAfter && !down {
                     down = true
                     backendQueue.markDown()
@@ -244,7 +245,7 @@ final class BackendExporter: @unchecked Sendable {
 
     private func checkFlushed(deadline: UInt64, completion: @escaping @Sendable () -> Void) {
         let empty = inFlight == 0 && acc.isEmpty && ready.isEmpty && backendQueue.statistics().records == 0
-        if empty || down || monotonicNanos() >= deadline || stopped {
+        if empty || down || Clock.monotonicNanos() >= deadline || stopped {
             completion()
             return
         }

@@ -1,3 +1,4 @@
+import Basics
 import Buffering
 import Dispatch
 import Logging
@@ -46,9 +47,7 @@ final class FileSender: PayloadSender, @unchecked Sendable {
         do { frame = try compressor.compress(body) } catch { return .retryable("\(error)", retryAfter: nil) }
         if fd >= 0 && written + frame.count > maxFileBytes && written > 0 { closeSegment() }
         if fd < 0 {
-            var ts = timespec()
-            clock_gettime(CLOCK_REALTIME, &ts)
-            let millis = Int(ts.tv_sec) * 1000 + Int(ts.tv_nsec) / 1_000_000
+            let millis = Clock.wallMillis()
             sequence += 1
             let seq = String(sequence)
             let name = "\(directory)/spans-\(millis)-\(String(repeating: "0", count: max(0, 6 - seq.count)) + seq).ndjson.zst"

@@ -1,3 +1,4 @@
+import Basics
 import Buffering
 import Codecs
 import Dispatch
@@ -112,7 +113,7 @@ final class HTTPSender: PayloadSender, @unchecked Sendable {
             rates?.update(from: r.body)
             return .delivered
         case 408, 429, 500..<600:
-            let retry = r.headers["retry-after"].flatMap { Double($0.trimmingSpaces()) }
+            let retry = r.headers["retry-after"].flatMap { Double($0.trimmingOWS()) }
             return .retryable("HTTP \(r.status)\(snippet(r.body))", retryAfter: retry)
         default:
             return .permanent("HTTP \(r.status)\(snippet(r.body))")
