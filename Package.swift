@@ -52,7 +52,7 @@ let package = Package(
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
         .target(name: "Relay", dependencies: [
-            "Basics", "Spans", "Codecs", "Routing", "Buffering", "Transport",
+            "Basics", "CShims", "Spans", "Codecs", "Routing", "Buffering", "Transport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "tracerelay", dependencies: [

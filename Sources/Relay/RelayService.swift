@@ -37,6 +37,8 @@ public final class RelayService: Sendable {
     public let routingStats: RoutingStats
     /// Per backend name: the exporter's counters (sending backends only).
     public let backendStats: [String: BackendStats]
+    /// Returns freed memory to the system after bursts.
+    public let trimmer: MemoryTrimmer
     private let exporters: [BackendExporter]
     private let group: EventLoopGroup
     private let server: HTTPServer
@@ -49,6 +51,7 @@ public final class RelayService: Sendable {
     public init(settings: Settings, consumer: (any SpanConsumer)? = nil, logger: Logger) throws {
         self.settings = settings
         self.logger = logger
+        self.trimmer = MemoryTrimmer(logger: logger)
         let group = EventLoopGroup(loopCount: settings.server.loops)
         self.group = group
         self.capture = CapturingConsumer(capacity: settings.debugCapture)
@@ -167,6 +170,7 @@ public final class RelayService: Sendable {
         if let admin = settings.admin { all.append(admin) }
         try server.start(listeners: all)
         for e in exporters { e.start() }
+        trimmer.start()
         let bound = server.boundListeners.map { "\($0.name)=\($0.host):\($0.port)" }.joined(separator: " ")
         readiness.set(ready: true, reason: "listening")
         logger.info("ready: every listener is accepting", metadata: [
@@ -182,6 +186,7 @@ public final class RelayService: Sendable {
     /// the spill directory and replayed first by the next start — and calls `completion`.
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         readiness.set(ready: false, reason: "shutting down")
+        trimmer.stop()
         logger.info("shutting down", metadata: ["grace.seconds": "\(settings.shutdownGrace.components.seconds)"])
         let grace = settings.shutdownGrace
         let deadline = Clock.monotonicNanos() &+ UInt64(max(0, Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18) * 1e9)

@@ -20,4 +20,7 @@ int tr_epoll_wait(int epfd, unsigned long long *datas, unsigned int *events, int
 #define TR_POLL_HANGUP 4u   /* EPOLLRDHUP, EPOLLHUP or EPOLLERR: read until EOF/error, not just a short read */
 /* CRC32C (Castagnoli), software slicing-by-8; used for spill frame checksums. */
 unsigned int tr_crc32c(unsigned int crc, const void *data, unsigned long len);
+/* glibc malloc_trim(0): returns the free pages of every arena to the system (malloc.h is not in
+   Swift's Glibc module). Returns 1 if memory was released. */
+int tr_malloc_trim(void);
 #endif
