@@ -89,14 +89,9 @@ extension IngestEndpoints.Decoder {
         }
     }
 
-    /// Reads a map key and tells whether it is `name` (a key that is not a string reads as no match).
+    /// Reads a map key and tells whether it is `name` (a key that is not a string, or one cut short, reads as no match).
     private static func key(_ r: inout MessagePackReader, is name: StaticString) -> Bool {
-        if (try? r.peekType()) != .string { try? r.skip(); return false }
-        guard let range = try? r.readStringRange() else { return false }
-        guard range.count == name.utf8CodeUnitCount else { return false }
-        let p = name.utf8Start
-        for (i, at) in range.enumerated() where r.bytes[at] != p[i] { return false }
-        return true
+        (try? MsgpackV07Counter.key(&r, is: name)) ?? false
     }
 }
 
@@ -189,10 +184,11 @@ final class StreamingSpanCounter {
     private var json: JSONSpanCounter?
     private var traces: MsgpackTraceCounter?
     private var proto: ProtoSpanCounter?
+    private var payload: MsgpackV07Counter?
     private var fed = 0
     private(set) var over = false
 
-    /// nil for formats counted only after decompression.
+    /// nil for formats without a streaming counter (none today).
     init?(_ decoder: IngestEndpoints.Decoder) {
         if let depth = decoder.jsonSpanDepth {
             json = JSONSpanCounter(depth: depth)
@@ -202,6 +198,8 @@ final class StreamingSpanCounter {
             traces = MsgpackTraceCounter(stringTableFirst: true)
         } else if decoder == .zipkinV2Proto {
             proto = ProtoSpanCounter()
+        } else if decoder == .datadogV07 {
+            payload = MsgpackV07Counter()
         } else {
             return nil
         }
@@ -217,6 +215,8 @@ final class StreamingSpanCounter {
             over = !traces!.feed(all, max: max)
         } else if proto != nil {
             over = !proto!.feed(all, max: max)
+        } else if payload != nil {
+            over = !payload!.feed(all, max: max)
         }
         return !over
     }
@@ -277,6 +277,80 @@ struct MsgpackTraceCounter {
         } catch {
             // Cut by the end of the prefix (or malformed: the decoder will say where): wait for more.
         }
+        return true
+    }
+}
+
+/// Datadog v0.7's `{…, chunks: [{…, spans: [span, …]}, …]}` counted from a growing prefix, like
+/// `MsgpackTraceCounter`: each step reads one whole element and commits its end, so an element
+/// cut by the end of the prefix is read again once more bytes arrived. A `spans` array counts
+/// with its header, before its spans arrive.
+struct MsgpackV07Counter {
+    private enum Phase { case start, payload, chunks, chunk, spans, done }
+    private var phase = Phase.start
+    private var position = 0
+    private var fieldsLeft = 0, chunksLeft = 0, entriesLeft = 0, spansLeft = 0
+    private(set) var count = 0
+
+    mutating func feed(_ all: UnsafeRawBufferPointer, max: Int) -> Bool {
+        var r = MessagePackReader(all)
+        r.position = position
+        do throws(DecodeError) {
+            while true {
+                switch phase {
+                case .done:
+                    return true
+                case .start:
+                    if r.isAtEnd { return true }
+                    fieldsLeft = try r.readMapHeader()
+                    phase = .payload
+                case .payload:
+                    if fieldsLeft == 0 { phase = .done; continue }
+                    if try Self.key(&r, is: "chunks") {
+                        chunksLeft = try r.readArrayHeader()
+                        phase = .chunks
+                    } else {
+                        try r.skip()
+                    }
+                    fieldsLeft -= 1
+                case .chunks:
+                    if chunksLeft == 0 { phase = .payload; continue }
+                    entriesLeft = try r.readMapHeader()
+                    chunksLeft -= 1
+                    phase = .chunk
+                case .chunk:
+                    if entriesLeft == 0 { phase = .chunks; continue }
+                    if try Self.key(&r, is: "spans") {
+                        spansLeft = try r.readArrayHeader()
+                        count += spansLeft
+                        phase = .spans
+                    } else {
+                        try r.skip()
+                    }
+                    entriesLeft -= 1
+                    if count > max { position = r.position; return false }
+                case .spans:
+                    if spansLeft == 0 { phase = .chunk; continue }
+                    try r.skip()
+                    spansLeft -= 1
+                }
+                position = r.position
+            }
+        } catch {
+            // Cut by the end of the prefix (or malformed: the decoder will say where): wait for more.
+            // A step changes the state only after all its reads succeeded, so it restarts cleanly.
+        }
+        return true
+    }
+
+    /// Reads a map key and tells whether it is `name`; a key of another type is skipped (no match).
+    /// Throws when the key is cut by the end of the prefix.
+    static func key(_ r: inout MessagePackReader, is name: StaticString) throws(DecodeError) -> Bool {
+        if try r.peekType() != .string { try r.skip(); return false }
+        let range = try r.readStringRange()
+        guard range.count == name.utf8CodeUnitCount else { return false }
+        let p = name.utf8Start
+        for (i, at) in range.enumerated() where r.bytes[at] != p[i] { return false }
         return true
     }
 }

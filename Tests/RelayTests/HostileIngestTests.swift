@@ -72,6 +72,10 @@ import Transport
         let gz = h.send("/v0.4/traces", method: "PUT", body: GzipCompressor(level: 1).compress(big),
                         headers: [("Content-Type", "application/msgpack"), ("Content-Encoding", "gzip"), ("Datadog-Send-Real-Http-Status", "1")])
         #expect(gz.status == 413)
+        let gz7 = h.send("/v0.7/traces", method: "PUT", body: GzipCompressor(level: 1).compress(Self.v07Payload(chunks: [10_000, 10_000])),
+                         headers: [("Content-Type", "application/msgpack"), ("Content-Encoding", "gzip"), ("Datadog-Send-Real-Http-Status", "1")])
+        #expect(gz7.status == 413)
+        #expect(text(gz7).contains("too_many_spans"))
         #expect(h.capture.batchCount == 0)
         let s = h.stats.snapshot["datadog_v04"]
         #expect(s?.tooManySpans == 3)
@@ -96,21 +100,59 @@ import Transport
             MessagePackWriter.writeArrayHeader(12, into: &v05)
             for _ in 0..<12 { MessagePackWriter.writeUInt(1, into: &v05) }
         }
-        for (decoder, body) in [(IngestEndpoints.Decoder.datadogV04, v04), (.zipkinV2JSON, v2), (.zipkinV2Proto, proto), (.datadogV05, v05)] {
+        let v07 = Self.v07Payload(chunks: [100, 150, 50])
+        for (decoder, body) in [(IngestEndpoints.Decoder.datadogV04, v04), (.zipkinV2JSON, v2), (.zipkinV2Proto, proto), (.datadogV05, v05), (.datadogV07, v07)] {
+            // Prefixes that grow by 1…97 bytes in a fixed, irregular pattern, cutting every kind of element.
             let c = StreamingSpanCounter(decoder)!
             var ok = true
             body.withUnsafeBytes { raw in
-                var end = 0
+                var end = 0, step = 0
                 while end < raw.count {
-                    end = min(raw.count, end + Int.random(in: 1...97))
+                    step += 1
+                    end = min(raw.count, end + (step &* 37) % 97 + 1)
                     ok = ok && c.feed(UnsafeRawBufferPointer(rebasing: raw[..<end]), max: 299)
                 }
             }
             #expect(!ok && c.over, "\(decoder)")
+            // Exactly at the cap, fed byte by byte: never over.
             let d = StreamingSpanCounter(decoder)!
-            #expect(body.withUnsafeBytes { d.feed($0, max: 300) })
+            var fine = true
+            body.withUnsafeBytes { raw in
+                for end in 1...raw.count { fine = fine && d.feed(UnsafeRawBufferPointer(rebasing: raw[..<end]), max: 300) }
+            }
+            #expect(fine && !d.over, "\(decoder)")
         }
-        #expect(StreamingSpanCounter(.datadogV07) == nil)
+    }
+
+    /// A v0.7 tracer payload: `{env, chunks: [{priority, tags, spans: [span × n]}, …], hostname}`.
+    static func v07Payload(chunks: [Int]) -> [UInt8] {
+        var v07: [UInt8] = []
+        MessagePackWriter.writeMapHeader(3, into: &v07)
+        MessagePackWriter.writeString("env", into: &v07)
+        MessagePackWriter.writeString("prod", into: &v07)
+        MessagePackWriter.writeString("chunks", into: &v07)
+        MessagePackWriter.writeArrayHeader(chunks.count, into: &v07)
+        for n in chunks {
+            MessagePackWriter.writeMapHeader(3, into: &v07)
+            MessagePackWriter.writeString("priority", into: &v07)
+            MessagePackWriter.writeInt(1, into: &v07)
+            MessagePackWriter.writeString("tags", into: &v07)
+            MessagePackWriter.writeMapHeader(1, into: &v07)
+            MessagePackWriter.writeString("_dd.p.dm", into: &v07)
+            MessagePackWriter.writeString("-0", into: &v07)
+            MessagePackWriter.writeString("spans", into: &v07)
+            MessagePackWriter.writeArrayHeader(n, into: &v07)
+            for i in 0..<n {
+                MessagePackWriter.writeMapHeader(2, into: &v07)
+                MessagePackWriter.writeString("trace_id", into: &v07)
+                MessagePackWriter.writeUInt(UInt64(i + 1), into: &v07)
+                MessagePackWriter.writeString("span_id", into: &v07)
+                MessagePackWriter.writeUInt(UInt64(i + 1), into: &v07)
+            }
+        }
+        MessagePackWriter.writeString("hostname", into: &v07)
+        MessagePackWriter.writeString("node-1", into: &v07)
+        return v07
     }
 
     @Test func spanCounterMatchesTheDecodersOnEveryFormat() throws {
