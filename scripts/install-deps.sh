@@ -8,6 +8,7 @@ APT_PACKAGES=(
   pkg-config libnghttp2-dev libzstd-dev zlib1g-dev   # C libraries the relay links
   nghttp2-client curl zstd                           # real clients used by the tests (nghttp, h2load)
   python3-venv                                       # venv for the Python client tests
+  chromium                                           # a real browser for the status page and load-rig report tests
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
