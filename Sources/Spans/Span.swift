@@ -92,7 +92,7 @@ public struct Span: Hashable, Sendable {
     /// Index range into `SpanBatch.metrics`.
     public var metrics: Range<UInt32> = 0..<0
     public var flags: Flags = []
-    /// Upstream sampling decision (Datadog `_sampling_priority_v1`; Zipkin debug maps to 2).
+    /// Upstream sampling decision (Datadog `_sampling_priority_v1`, the trace chunk's; Zipkin debug maps to 1).
     public var samplingPriority: Int8? = nil
     /// Datadog resource (Zipkin has none; translation uses the name).
     public var resource: Str = .empty

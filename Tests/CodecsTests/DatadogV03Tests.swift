@@ -63,9 +63,10 @@ import Spans
         for _ in 0..<30 { #expect(DD.flat(try DatadogV03.decodeJSON(DD.drip(body, &rng), metadata: meta)) == want) }
     }
 
-    @Test func mutatedAndTruncatedInputsNeverTrap() throws {
+    @Test func mutatedInputsFailCleanlyOrRoundTrip() throws {
         let body = try DD.fixture("ddtrace_v03.json")
-        let r = DD.fuzz(body, rounds: 3000, seed: 44) { b throws(DecodeError) in try DatadogV03.decodeJSON(b, metadata: meta) }
-        #expect(r.failed > 0)
+        let r = Fuzz.run(body, rounds: 3000, seed: 44, decode: { b throws(DecodeError) in try DatadogV03.decodeJSON(b, metadata: meta) },
+                         property: Fuzz.datadogRoundTrip)
+        #expect(r.failed > 0 && r.ok > 0)
     }
 }

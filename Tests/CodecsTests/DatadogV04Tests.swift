@@ -160,10 +160,11 @@ import Spans
         #expect(DD.flat(try DatadogV04.decode(single, metadata: meta)) == want)
     }
 
-    @Test func mutatedAndTruncatedInputsNeverTrap() throws {
+    @Test func mutatedInputsFailCleanlyOrRoundTrip() throws {
         let body = try DD.fixture("ddtrace_v04.msgpack")
-        let r = DD.fuzz(body, rounds: 4000, seed: 42) { b throws(DecodeError) in try DatadogV04.decode(b, metadata: meta) }
-        #expect(r.failed > 0)
+        let r = Fuzz.run(body, rounds: 4000, seed: 42, decode: { b throws(DecodeError) in try DatadogV04.decode(b, metadata: meta) },
+                         property: Fuzz.datadogRoundTrip)
+        #expect(r.failed > 0 && r.ok > 0)
         #expect(r.ok + r.failed == 4000)
     }
 }

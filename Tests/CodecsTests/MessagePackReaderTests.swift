@@ -70,13 +70,22 @@ import Spans
         #expect(e3?.message.contains("0xc1") == true)
     }
 
-    @Test func randomBytesNeverTrapWhenSkipped() {
-        var rng = SplitMix(seed: 9)
-        for _ in 0..<3000 {
+    /// Random bytes: each `skip` either fails or consumes at least one byte and stays inside.
+    @Test func skippingRandomBytesAdvancesOrFails() {
+        let seed: UInt64 = 9
+        var rng = SplitMix(seed: seed)
+        for round in 0..<3000 {
             let bytes = (0..<Int(rng.next() % 64)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             bytes.withUnsafeBytes { raw in
                 var r = MessagePackReader(raw)
-                while !r.isAtEnd { if (try? r.skip()) == nil { break } }
+                while !r.isAtEnd {
+                    let before = r.position
+                    if (try? r.skip()) == nil { break }
+                    if r.position <= before || r.position > raw.count {
+                        Issue.record("seed \(seed) round \(round): skip moved \(before) → \(r.position) in \(bytes)")
+                        return
+                    }
+                }
             }
         }
     }

@@ -15,7 +15,7 @@ import Spans
         ("pyzipkin-v1.json", "pyzipkin-v1", .zipkinV1JSON),
     ]
 
-    static func decode(_ body: [UInt8], _ format: SpanFormat) throws -> SpanBatch {
+    static func decode(_ body: [UInt8], _ format: SpanFormat) throws(DecodeError) -> SpanBatch {
         let meta = BatchMetadata(format: format)
         switch format {
         case .zipkinV2JSON: return try ZipkinJSONV2.decode(body, metadata: meta)
@@ -37,9 +37,11 @@ import Spans
     }
 
     @Test(arguments: cases.indices)
-    func randomMutationsNeverTrap(_ i: Int) throws {
+    func mutatedInputsFailCleanlyOrRoundTrip(_ i: Int) throws {
         let c = Self.cases[i]
         let body = try ZipkinFixtures.bytes(c.file)
-        fuzz(body, iterations: 1500, seed: UInt64(i) + 1) { _ = try Self.decode($0, c.format) }
+        let r = Fuzz.run(body, rounds: 1500, seed: UInt64(i) + 1, decode: { b throws(DecodeError) in try Self.decode(b, c.format) },
+                         property: Fuzz.zipkinRoundTrip)
+        #expect(r.failed > 0, "\(c.file)")
     }
 }

@@ -115,12 +115,16 @@ import Spans
         #expect(d.spans.allSatisfy { $0.localEndpoint.ipv4.isEmpty })
     }
 
-    @Test func robustAgainstMutations() throws {
+    @Test func mutatedInputsFailCleanlyOrRoundTrip() throws {
         let body = try ZipkinFixtures.bytes("otel-proto.bin")
-        fuzz(body, iterations: 4000, seed: 11) { b in
-            let batch = try ZipkinProto3.decode(b, metadata: Self.meta)
+        let r = Fuzz.run(body, rounds: 4000, seed: 11, decode: { b throws(DecodeError) in try ZipkinProto3.decode(b, metadata: Self.meta) }) { batch in
+            // proto3 → proto3 → decode keeps the spans, and so does v2 JSON.
             var out: [UInt8] = []
             ZipkinProto3.encode(batch, into: &out)
+            guard let again = try? ZipkinProto3.decode(out, metadata: Self.meta) else { return "its own proto3 encoding does not decode" }
+            if again.meaning() != batch.meaning() { return "proto3 round trip changed the spans" }
+            return Fuzz.zipkinRoundTrip(batch)
         }
+        #expect(r.failed > 0 && r.ok > 0)
     }
 }

@@ -63,34 +63,3 @@ extension SpanBatch {
         }
     }
 }
-
-/// Deterministic generator for reproducible randomized tests.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
-}
-
-/// Feeds truncations and byte mutations of `body` to `decode`; it must throw or return.
-func fuzz(_ body: [UInt8], iterations: Int, seed: UInt64, _ decode: ([UInt8]) throws -> Void) {
-    var rng = SplitMix64(state: seed)
-    let interesting: [UInt8] = Array(#"{}[],:"\0123456789abcdefABCDEFeE+-.tfnul "#.utf8) + [0x00, 0x01, 0x08, 0x0A, 0x80, 0xFF, 0x7F]
-    for i in 0..<iterations {
-        var b = body
-        switch i % 3 {
-        case 0: b = Array(b[0..<Int.random(in: 0...b.count, using: &rng)])
-        default:
-            for _ in 0..<Int.random(in: 1...4, using: &rng) where !b.isEmpty {
-                let at = Int.random(in: 0..<b.count, using: &rng)
-                b[at] = Bool.random(using: &rng) ? interesting.randomElement(using: &rng)! : UInt8.random(in: 0...255, using: &rng)
-            }
-            if i % 3 == 2, !b.isEmpty { b.removeSubrange(Int.random(in: 0..<b.count, using: &rng)..<b.count) }
-        }
-        _ = try? decode(b)
-    }
-}

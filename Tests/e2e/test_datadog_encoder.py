@@ -4,7 +4,9 @@ The Swift test `TranslationZipkinDatadogTests.committedEncoderOutputsAreCurrent`
 encoder's outputs committed in Tests/CodecsTests/Fixtures/datadog/ (it fails when they are
 stale). Here Python's `msgpack` decodes them and checks every span against the field types the
 Datadog agent's v0.4 decoder requires (pkg/proto/pbgo/trace/span.proto: uint64 ids, int64 times,
-int32 error, string maps for meta, float64 maps for metrics), plus the Zipkin translation facts.
+int32 error, string maps for meta, float64 maps for metrics, SpanLink's uint64 ids, string
+attributes and uint32 flags with bit 31 set), plus the Zipkin translation facts, the native form of
+ddtrace's v0.5 `_dd.span_links`, and one sampling priority per trace chunk.
 """
 import os
 
@@ -15,7 +17,9 @@ FIX = os.path.join(os.path.dirname(__file__), "..", "CodecsTests", "Fixtures", "
 FIELDS = {
     "trace_id": int, "span_id": int, "parent_id": int, "start": int, "duration": int, "error": int,
     "name": str, "service": str, "resource": str, "type": str, "meta": dict, "metrics": dict,
+    "span_links": list,
 }
+LINK_FIELDS = {"trace_id": int, "trace_id_high": int, "span_id": int, "attributes": dict, "tracestate": str, "flags": int}
 
 
 def load(name):
@@ -45,6 +49,16 @@ def check_agent_types(traces):
                 assert isinstance(k, str) and isinstance(v, str), (k, v)
             for k, v in span.get("metrics", {}).items():
                 assert isinstance(k, str) and isinstance(v, float), (k, v)
+            assert "_dd.span_links" not in span.get("meta", {}), "links travel in the native field"
+            for link in span.get("span_links", []):
+                assert set(link) <= set(LINK_FIELDS) and {"trace_id", "span_id"} <= set(link), link
+                for k, v in link.items():
+                    assert isinstance(v, LINK_FIELDS[k]) and not isinstance(v, bool), (k, v)
+                assert 0 < link["span_id"] < 2**64 and 0 <= link["trace_id"] < 2**64
+                assert "flags" not in link or (link["flags"] < 2**32 and link["flags"] & (1 << 31)), link
+                assert all(isinstance(a, str) and isinstance(b, str) for a, b in link.get("attributes", {}).items())
+        carriers = [s for s in trace if "_sampling_priority_v1" in s.get("metrics", {})]
+        assert len(carriers) <= 1, "a trace chunk's sampling priority is written once"
         tids = [i for i, s in enumerate(trace) if "_dd.p.tid" in s.get("meta", {})]
         assert tids in ([], [0]), "_dd.p.tid only on the first span of a chunk"
         if tids:
@@ -52,7 +66,8 @@ def check_agent_types(traces):
             assert len(tid) == 16 and int(tid, 16) != 0
 
 
-@pytest.mark.parametrize("name", ["encoder_from_zipkin.msgpack", "encoder_from_ddtrace_v04.msgpack"])
+@pytest.mark.parametrize("name", ["encoder_from_zipkin.msgpack", "encoder_from_ddtrace_v04.msgpack",
+                                  "encoder_from_ddtrace_links_v05.msgpack"])
 def test_encoder_output_has_agent_field_types(name):
     check_agent_types(load(name))
 
@@ -93,3 +108,16 @@ def test_ddtrace_reencoding_keeps_what_ddtrace_sent():
             assert a.get("type", "") == b.get("type", "")
             assert a.get("meta", {}) == b.get("meta", {})
             assert a.get("metrics", {}) == b.get("metrics", {})
+
+
+def test_v05_span_links_become_what_ddtrace_writes_natively():
+    """ddtrace wrote the same links as v0.5 `_dd.span_links` meta and as v0.4 `span_links`:
+    our v0.4 encoding of the v0.5 body must hold ddtrace's own native links."""
+    with open(os.path.join(FIX, "ddtrace_links_v04.msgpack"), "rb") as f:
+        native = msgpack.unpackb(f.read(), raw=False)
+    ours = load("encoder_from_ddtrace_links_v05.msgpack")
+    assert [len(t) for t in ours] == [len(t) for t in native]
+    for t_native, t_ours in zip(native, ours):
+        for a, b in zip(t_native, t_ours):
+            assert a["span_id"] == b["span_id"]
+            assert a["span_links"] == b["span_links"]  # dict equality: attribute order is free

@@ -1,8 +1,9 @@
 """Independent validation of tracerelay's Zipkin encoders.
 
-The Swift test `ZipkinJSONV2Tests.writeEncodedSamplesWhenAsked` (run with ZIPKIN_WRITE_ENCODED=1,
-see Tests/fixtures-tools/zipkin/README.md) decodes every captured real-client fixture and writes
-what our encoders make of it to Tests/CodecsTests/Fixtures/zipkin/encoded/:
+The Swift test `ZipkinJSONV2Tests.committedEncoderOutputsAreCurrent` decodes every captured
+real-client fixture and checks that what our encoders make of it is committed, unchanged, in
+Tests/CodecsTests/Fixtures/zipkin/encoded/ (it fails when they are stale; run it with
+TRACERELAY_UPDATE_FIXTURES=1 to rewrite them):
   <fixture>.to-v2.json    ZipkinJSONV2.encode output
   <fixture>.to-proto.bin  ZipkinProto3.encode output
 This test checks those committed files with tools that share no code with ours:

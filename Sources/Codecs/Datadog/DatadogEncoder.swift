@@ -43,9 +43,15 @@ enum DDEncoder {
         batch.storage.withUnsafeBytes { storage in
             let ctx = Ctx(batch: batch, storage: storage, ddOrigin: ddOrigin)
             for g in 0..<(starts.count - 1) {
-                W.writeArrayHeader(starts[g + 1] - starts[g], into: &out)
-                for k in starts[g]..<starts[g + 1] {
-                    ctx.writeSpan(batch.spans[order[k]], firstOfChunk: k == starts[g], into: &out)
+                let chunk = order[starts[g]..<starts[g + 1]]
+                W.writeArrayHeader(chunk.count, into: &out)
+                // The chunk's sampling priority goes once, on its root (where the agent looks
+                // first), else on its first span (the agent then takes any span's).
+                let priority = DDChunk.priority(batch.spans, chunk)
+                let carrier = priority == nil ? -1 : (chunk.last(where: { batch.spans[$0].parentID == 0 }) ?? chunk.first!)
+                for k in chunk.indices {
+                    let i = order[k]
+                    ctx.writeSpan(batch.spans[i], firstOfChunk: k == starts[g], priority: i == carrier ? priority : nil, into: &out)
                 }
             }
         }
@@ -144,7 +150,8 @@ enum DDEncoder {
             return true
         }
 
-        func writeSpan(_ span: Span, firstOfChunk: Bool, into out: inout [UInt8]) {
+        /// Writes one span map; `priority` is the chunk's sampling priority when this span carries it.
+        func writeSpan(_ span: Span, firstOfChunk: Bool, priority: Int8?, into out: inout [UInt8]) {
             let errorTag = tag(span, "error")
             let isError = span.isError || errorTag != nil
             // Header: 10 fixed fields + type + meta + metrics; the count is patched at the end.
@@ -171,9 +178,15 @@ enum DDEncoder {
             let metaHeaderAt = out.count
             out.append(contentsOf: [0xdf, 0, 0, 0, 0])
             var meta = 0
+            var links: [UInt8] = [], linkCount = 0
             for i in Int(span.tags.lowerBound)..<Int(span.tags.upperBound) {
                 let t = batch.tags[i]
                 if t.key.isEmpty || eq(t.key, "span.kind") || eq(t.key, "_dd.p.tid") || eq(t.key, "error") { continue }
+                // Links travel as the `_dd.span_links` tag; v0.4 has a native field for them.
+                if eq(t.key, DDSpanLinks.tagKey), let n = DDSpanLinks.appendNative(json: bytes(t.value), into: &links) {
+                    linkCount += n
+                    continue
+                }
                 if eq(t.key, "span.type") && !span.type.isEmpty { continue }
                 writeStr(t.key, into: &out); writeStr(t.value, into: &out); meta += 1
             }
@@ -218,7 +231,7 @@ enum DDEncoder {
                 if m.key.isEmpty || eq(m.key, "_sampling_priority_v1") { continue }
                 writeStr(m.key, into: &out); W.writeDouble(m.value, into: &out); metrics += 1
             }
-            if let p = span.samplingPriority {
+            if let p = priority {
                 W.writeString("_sampling_priority_v1", into: &out); W.writeDouble(Double(p), into: &out); metrics += 1
             }
             if span.flags.contains(.topLevel), !hasMetric(span, "_dd.top_level") {
@@ -234,6 +247,12 @@ enum DDEncoder {
                 fields += 1
             } else {
                 out.removeSubrange(metricsKeyAt..<out.count)
+            }
+            if linkCount > 0 {
+                W.writeString("span_links", into: &out)
+                W.writeArrayHeader(linkCount, into: &out)
+                out.append(contentsOf: links)
+                fields += 1
             }
             out[headerAt] = 0x80 | UInt8(fields)
         }

@@ -21,15 +21,19 @@ import Spans
 // | `span.kind` meta                          | `kind` (not kept as a tag)                            |
 // | `_dd.p.tid` meta                          | `traceID.high` (not kept as a tag)                    |
 // | `metrics`                                 | `metrics`, except `_sampling_priority_v1`             |
-// | `_sampling_priority_v1` metric            | `samplingPriority` (not kept as a metric)             |
+// | `_sampling_priority_v1` metric            | `samplingPriority` of every span of the trace chunk:  |
+// |                                           | the root's value, else the first span's that has one  |
+// |                                           | (v0.7: the chunk's `priority` first); not a metric    |
 // | `_dd.top_level` metric == 1               | `flags.topLevel` (the metric is kept)                 |
 // | `peer.service` meta                       | `remoteEndpoint.serviceName` (tag kept)               |
 // | `network.destination.ip` / `out.host`     | `remoteEndpoint.ipv4`/`ipv6` when the value is an IP  |
 // |                                           | address (tag kept; host names stay tags only)         |
 // | `out.port` / `network.destination.port`   | `remoteEndpoint.port` (meta or metric; kept)          |
 // | the span's msgpack bytes (v0.4/v0.3)      | `raw`                                                 |
+// | `span_links` (v0.4/v0.7 native)           | tag `_dd.span_links`: the JSON list v0.5 tracers put  |
+// |                                           | in meta (DatadogSpanLinks.swift); v0.5's meta is kept |
 //
-// Other keys (`meta_struct`, `span_links`, `span_events`, unknown ones) are skipped.
+// Other keys (`meta_struct`, `span_events`, unknown ones, and `span_links` in v0.3 JSON) are skipped.
 // Strings are byte slices of the body (not validated as UTF-8; the agent does that).
 // Ints of any msgpack width are accepted (negative int64 ids are read as their bit pattern),
 // floats are accepted for metrics and integral times, nil for any absent value.
@@ -50,8 +54,12 @@ import Spans
 // - `error` = 1 when the error flag or a Zipkin `error` tag is set; the Zipkin `error` tag's
 //   text becomes `error.msg` (unless `error.msg`/`error.message` exist) and is not sent as `error`.
 // - `span.kind` meta from `kind`; `_dd.p.tid` on the first span of each trace chunk when the
-//   trace id is 128-bit; `_sampling_priority_v1` metric from `samplingPriority`;
-//   `_dd.top_level` = 1 when `flags.topLevel`.
+//   trace id is 128-bit; the chunk's sampling priority (as decoding derives it) once per chunk,
+//   as the `_sampling_priority_v1` metric of its root (else of its first span); Zipkin's
+//   `debug` arrives as priority 1 (AUTO_KEEP, see `ZipkinSampling`); `_dd.top_level` = 1
+//   when `flags.topLevel`.
+// - A `_dd.span_links` tag holding a JSON list of links becomes the native `span_links` field
+//   (not meta); one that does not parse stays meta as it is.
 // - Remote endpoint → `peer.service` (service name), `network.destination.ip` (address) and a
 //   `network.destination.port` metric, each only when no tag/metric of that meaning exists.
 // - Times are already nanoseconds in the model (Zipkin µs × 1000).

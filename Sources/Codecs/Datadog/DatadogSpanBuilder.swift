@@ -9,6 +9,8 @@ struct DDSpanBuilder {
     var chunkTid: (low: UInt64, high: UInt64)? = nil
     /// `_dd.p.tid` of the span being decoded (its trace id may come later in the map).
     var pendingTid: UInt64? = nil
+    /// Whether a span of the current chunk carried `_sampling_priority_v1`.
+    var chunkHasPriority = false
 
     @inline(__always)
     mutating func meta(key kb: UnsafeRawBufferPointer, _ key: Str, value vb: UnsafeRawBufferPointer, _ value: Str,
@@ -54,6 +56,7 @@ struct DDSpanBuilder {
         case 21:
             if DDKey.eq(kb, 0..<21, "_sampling_priority_v1") {
                 span.samplingPriority = Int8(clamping: Int(value.isFinite ? max(-128, min(127, value.rounded())) : 0))
+                chunkHasPriority = true
                 return
             }
         case 13:
@@ -75,14 +78,56 @@ struct DDSpanBuilder {
         }
     }
 
-    /// Gives every span of the chunk `spans[from...]` whose low id matches the `_dd.p.tid`
-    /// carrier the 128-bit id, then resets for the next chunk.
+    /// Completes the chunk `spans[from...]`: every span whose low id matches the `_dd.p.tid`
+    /// carrier gets the 128-bit id, and every span gets the chunk's sampling priority (the
+    /// v0.7 chunk field `priority` when given, else as the agent finds it: `DDChunk.priority`);
+    /// then resets for the next chunk.
     @inline(__always)
-    mutating func finishChunk(_ batch: inout SpanBatch, from: Int) {
-        guard let tid = chunkTid else { return }
-        chunkTid = nil
-        for i in from..<batch.spans.count where batch.spans[i].traceID.low == tid.low && batch.spans[i].traceID.high == 0 {
-            batch.spans[i].traceID.high = tid.high
+    mutating func finishChunk(_ batch: inout SpanBatch, from: Int, priority: Int8? = nil) {
+        if let tid = chunkTid {
+            chunkTid = nil
+            for i in from..<batch.spans.count where batch.spans[i].traceID.low == tid.low && batch.spans[i].traceID.high == 0 {
+                batch.spans[i].traceID.high = tid.high
+            }
         }
+        if chunkHasPriority || priority != nil {
+            chunkHasPriority = false
+            DDChunk.applyPriority(&batch, from..<batch.spans.count, chunkPriority: priority)
+        }
+    }
+}
+
+/// Datadog's trace-chunk rules that span more than one span.
+enum DDChunk {
+    /// The chunk's sampling priority as the datadog-agent derives it (`setChunkAttributes`):
+    /// the root span's `_sampling_priority_v1`, else the first span's (in order) that has one.
+    /// The root is the last span without a parent (`traceutil.GetRoot`); when there is none,
+    /// the first span whose parent is not in the chunk.
+    static func priority(_ spans: [Span], _ indices: some BidirectionalCollection<Int>) -> Int8? {
+        var first: Int8? = nil, uniform = true
+        for i in indices {
+            guard let p = spans[i].samplingPriority else { continue }
+            if first == nil { first = p } else if p != first { uniform = false }
+        }
+        guard let first else { return nil }
+        if uniform { return first } // the common case: whichever span is the root, this is its value
+        var root: Int? = nil
+        for i in indices.reversed() where spans[i].parentID == 0 { root = i; break }
+        if root == nil {
+            // A partial chunk: its root is the span whose parent is elsewhere (rare; allocates).
+            var ids = Set<UInt64>()
+            for i in indices { ids.insert(spans[i].id) }
+            root = indices.first { !ids.contains(spans[$0].parentID) }
+        }
+        if let root, let p = spans[root].samplingPriority { return p }
+        return first
+    }
+
+    /// Gives every span in `range` the chunk's priority: `chunkPriority` when set (and not the
+    /// agent's "none", -128), else `priority(…)`. Spans keep theirs when the chunk has none.
+    static func applyPriority(_ batch: inout SpanBatch, _ range: Range<Int>, chunkPriority: Int8?) {
+        let p = chunkPriority.flatMap { $0 == Int8.min ? nil : $0 } ?? priority(batch.spans, range)
+        guard let p else { return }
+        for i in range { batch.spans[i].samplingPriority = p }
     }
 }

@@ -107,6 +107,8 @@ enum DDMsgpackTraces {
                 else { try r.skip() }
             case 9:
                 if DDKey.eq(b, k, "parent_id") { span.parentID = try r.readUInt64Bits() } else { try r.skip() }
+            case 10:
+                if DDKey.eq(b, k, "span_links") { try decodeSpanLinks(&r, &batch) } else { try r.skip() }
             default:
                 try r.skip()
             }
@@ -128,6 +130,14 @@ enum DDMsgpackTraces {
         span.raw = Str(offset: UInt32(truncatingIfNeeded: start), count: UInt32(truncatingIfNeeded: end - start))
         builder.endSpan(span)
         batch.spans.append(span)
+    }
+
+    /// Native links become the `_dd.span_links` tag (DatadogSpanLinks.swift). Rare: kept out of line.
+    @inline(never)
+    static func decodeSpanLinks(_ r: inout MessagePackReader, _ batch: inout SpanBatch) throws(DecodeError) {
+        guard let json = try DDSpanLinks.decode(&r, &batch) else { return }
+        let key = DDSpanLinks.tagKey.withUTF8Buffer { batch.intern(UnsafeRawBufferPointer($0)) }
+        batch.tags.append(Tag(key: key, value: json))
     }
 
     @inline(__always)

@@ -6,8 +6,9 @@ import Spans
 ///   chunks: [{priority, origin, spans: [span map as in v0.4], tags, dropped_trace}],
 ///   tags, env, hostname, app_version, apm_mode}`.
 ///
-/// Spans map as in v0.4 (DatadogMapping.swift). In addition: a chunk's `priority` becomes the
-/// `samplingPriority` of its spans that carry none; a chunk's `tags` and the payload's `tags`
+/// Spans map as in v0.4 (DatadogMapping.swift). In addition: a chunk's `priority` (unless the
+/// agent's "none", -128) becomes the `samplingPriority` of all its spans (else the chunk's
+/// spans decide, as in v0.4); a chunk's `tags` and the payload's `tags`
 /// are added to each span of the chunk/payload that lacks the key (chunk tags first), as are
 /// `env` → `env`, `app_version` → `version`, `hostname` → `_dd.hostname`, `origin` →
 /// `_dd.origin`; a `_dd.p.tid` among those tags gives the chunk its 128-bit trace id.
@@ -108,10 +109,7 @@ public enum DatadogV07 {
             for i in range where batch.spans[i].traceID.low == low && batch.spans[i].traceID.high == 0 { batch.spans[i].traceID.high = hi }
         }
         extra.removeAll { batch.equals($0.key, "_dd.p.tid") }
-        builder.finishChunk(&batch, from: first)
-        if let priority {
-            for i in range where batch.spans[i].samplingPriority == nil { batch.spans[i].samplingPriority = priority }
-        }
+        builder.finishChunk(&batch, from: first, priority: priority)
         if !extra.isEmpty { addMissing(extra, to: range, &batch, b) }
     }
 

@@ -109,3 +109,20 @@ enum ZipkinIP {
         }
     }
 }
+
+/// How Zipkin's `debug` flag meets Datadog's sampling priority (docs/protocol-fidelity.md).
+///
+/// OpenTelemetry's Zipkin exporters write `debug: true` on every sampled span, and a tracer
+/// reports only sampled spans, so `debug` says "the tracer kept this trace": Datadog's
+/// AUTO_KEEP (1), not USER_KEEP (2), which would override the agent's and the backend's
+/// sampling for every trace. The other way, a Datadog USER_KEEP or higher (a person asked to
+/// keep the trace) is Zipkin's `debug` (keep regardless of sampling); lower priorities have
+/// no Zipkin spelling.
+public enum ZipkinSampling {
+    /// The sampling priority a Zipkin `debug: true` span gets.
+    @inlinable public static var debugPriority: Int8 { 1 }
+    /// Whether a span is written with `debug: true`.
+    @inlinable public static func writesDebug(_ s: Span) -> Bool {
+        s.flags.contains(.debug) || (s.samplingPriority ?? 0) >= 2
+    }
+}

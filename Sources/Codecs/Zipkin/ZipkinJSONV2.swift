@@ -106,7 +106,7 @@ public enum ZipkinJSONV2 {
                     batch.tags.append(Tag(key: key, value: value))
                 }
             case 5 where r.key(k, is: "debug"):
-                if try r.readBool() { span.flags.insert(.debug); span.samplingPriority = 2 }
+                if try r.readBool() { span.flags.insert(.debug); span.samplingPriority = ZipkinSampling.debugPriority }
             case 6 where r.key(k, is: "shared"):
                 if try r.readBool() { span.flags.insert(.shared) }
             case 7 where r.key(k, is: "traceId"):
@@ -292,7 +292,7 @@ public enum ZipkinJSONV2 {
             }
             out.append(UInt8(ascii: "}"))
         }
-        if s.flags.contains(.debug) { JSONWriter.raw(",\"debug\":true", to: &out) }
+        if ZipkinSampling.writesDebug(s) { JSONWriter.raw(",\"debug\":true", to: &out) }
         if s.flags.contains(.shared) { JSONWriter.raw(",\"shared\":true", to: &out) }
         out.append(UInt8(ascii: "}"))
     }

@@ -304,7 +304,7 @@ extension ZipkinJSONV2 {
                     let w = c.word(c.i)
                     if w & 0xFFFF_FFFF == 0x6575_7274 { // true
                         c.i &+= 4
-                        if key == .debug { span.flags.insert(.debug); span.samplingPriority = 2 } else { span.flags.insert(.shared) }
+                        if key == .debug { span.flags.insert(.debug); span.samplingPriority = ZipkinSampling.debugPriority } else { span.flags.insert(.shared) }
                     } else if w & 0xFF_FFFF_FFFF == 0x65_736C_6166 { // false
                         c.i &+= 5
                     } else {

@@ -145,7 +145,7 @@ public enum ZipkinProto3 {
             case 12, 13:
                 try r.expect(wire, 0, "flag", at: at)
                 if try r.varint() != 0 {
-                    if field == 12 { span.flags.insert(.debug); span.samplingPriority = 2 } else { span.flags.insert(.shared) }
+                    if field == 12 { span.flags.insert(.debug); span.samplingPriority = ZipkinSampling.debugPriority } else { span.flags.insert(.shared) }
                 }
             default:
                 try r.skip(wire)
@@ -248,7 +248,7 @@ public enum ZipkinProto3 {
                 text.withUTF8 { ProtoWriter.bytes(2, UnsafeRawBufferPointer($0), to: &out) }
             }
         }
-        if s.flags.contains(.debug) { ProtoWriter.tag(12, 0, to: &out); out.append(1) }
+        if ZipkinSampling.writesDebug(s) { ProtoWriter.tag(12, 0, to: &out); out.append(1) }
         if s.flags.contains(.shared) { ProtoWriter.tag(13, 0, to: &out); out.append(1) }
     }
 
