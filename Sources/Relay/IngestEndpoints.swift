@@ -98,19 +98,15 @@ public struct IngestEndpoints: Sendable {
             case .zipkinV2JSON: .zipkinV2JSON
             case .zipkinV2Proto: .zipkinV2Proto
             case .zipkinV1JSON: .zipkinV1JSON
-            case .datadogV03JSON, .datadogV03Msgpack: .datadogV03JSON
+            case .datadogV03JSON: .datadogV03JSON
+            case .datadogV03Msgpack: .datadogV03Msgpack
             case .datadogV04: .datadogV04
             case .datadogV05: .datadogV05
             case .datadogV07: .datadogV07
             }
         }
 
-        var isDatadog: Bool {
-            switch self {
-            case .zipkinV2JSON, .zipkinV2Proto, .zipkinV1JSON: false
-            default: true
-            }
-        }
+        var isDatadog: Bool { format.isDatadog }
 
         func decode(_ body: [UInt8], _ metadata: BatchMetadata) throws(DecodeError) -> SpanBatch {
             switch self {

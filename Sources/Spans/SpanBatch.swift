@@ -4,11 +4,20 @@ public enum SpanFormat: String, Sendable, CaseIterable {
     case zipkinV2Proto = "zipkin_v2_proto"
     case zipkinV1JSON = "zipkin_v1_json"
     case datadogV03JSON = "datadog_v03_json"
+    case datadogV03Msgpack = "datadog_v03_msgpack"
     case datadogV04 = "datadog_v04"
     case datadogV05 = "datadog_v05"
     case datadogV07 = "datadog_v07"
     /// Built in code (tests, translation) rather than decoded.
     case constructed = "constructed"
+
+    /// Sent by a Datadog tracer (any of the agent's trace endpoints).
+    public var isDatadog: Bool {
+        switch self {
+        case .datadogV03JSON, .datadogV03Msgpack, .datadogV04, .datadogV05, .datadogV07: true
+        case .zipkinV2JSON, .zipkinV2Proto, .zipkinV1JSON, .constructed: false
+        }
+    }
 }
 
 /// Facts about the request a batch came from, used by routing and metrics.

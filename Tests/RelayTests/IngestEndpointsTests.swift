@@ -107,6 +107,12 @@ func text(_ r: HTTPResponse) -> String { String(decoding: r.body, as: UTF8.self)
         #expect(got.metadata.declaredTraceCount == 1)
         #expect(got.string(got.spans[0].localEndpoint.serviceName) == "checkout")
         #expect(h.send("/info", method: "GET", body: []).status == 200)
+        // v0.3 takes msgpack too, answers "OK", and is counted as what it is, not as JSON.
+        let v03 = h.send("/v0.3/traces", method: "PUT", body: w, headers: [("Content-Type", "application/msgpack")])
+        #expect(v03.status == 200 && text(v03) == "OK")
+        #expect(h.capture.batches.last?.metadata.format == .datadogV03Msgpack)
+        #expect(h.stats.snapshot["datadog_v03_msgpack"]?.spans == 1)
+        #expect(h.stats.snapshot["datadog_v03_json"] == nil)
     }
 
     @Test func retryableRefusalBecomes429WithRetryAfter() {

@@ -28,16 +28,9 @@ enum DDEncoder {
         return (order, starts)
     }
 
-    static func isDatadogOrigin(_ f: SpanFormat) -> Bool {
-        switch f {
-        case .datadogV03JSON, .datadogV04, .datadogV05, .datadogV07: true
-        default: false
-        }
-    }
-
     static func encodeV04(_ batch: SpanBatch, spans: [Int]?, into out: inout [UInt8]) {
         let (order, starts) = groupByTrace(batch, spans: spans)
-        let ddOrigin = isDatadogOrigin(batch.metadata.format)
+        let ddOrigin = batch.metadata.format.isDatadog
         out.reserveCapacity(out.count + order.count * 400)
         W.writeArrayHeader(starts.count - 1, into: &out)
         batch.storage.withUnsafeBytes { storage in

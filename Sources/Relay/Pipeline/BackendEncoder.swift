@@ -31,13 +31,6 @@ struct BackendEncoder: Sendable {
         splitService = backend.kind == .datadog && backend.splitService
     }
 
-    static func isDatadog(_ f: SpanFormat) -> Bool {
-        switch f {
-        case .datadogV03JSON, .datadogV04, .datadogV05, .datadogV07: true
-        default: false
-        }
-    }
-
     /// The record for `routed` spans of `batch`.
     func encode(_ batch: SpanBatch, routed: [BatchRoutes.Routed], table: RoutingTable) -> Record {
         let needsRewrite = routed.contains { $0.addedTags != 0 }
@@ -53,7 +46,7 @@ struct BackendEncoder: Sendable {
         }
         var out: [UInt8] = []
         var meta: RecordMeta
-        let ddOrigin = Self.isDatadog(batch.metadata.format)
+        let ddOrigin = batch.metadata.format.isDatadog
         switch kind {
         case .zipkin:
             if zipkinProto {
@@ -144,7 +137,7 @@ struct BackendEncoder: Sendable {
 
     private func datadogHeaders(_ batch: SpanBatch) -> [(name: String, value: String)] {
         let headers = batch.metadata.forwardHeaders
-        if !Self.isDatadog(batch.metadata.format) || !headers.contains(where: { $0.name.lowercased() == "datadog-meta-tracer-version" }) {
+        if !batch.metadata.format.isDatadog || !headers.contains(where: { $0.name.lowercased() == "datadog-meta-tracer-version" }) {
             return [("Datadog-Meta-Lang", "tracerelay"), ("Datadog-Meta-Tracer-Version", relayVersion)]
         }
         return headers
