@@ -45,6 +45,7 @@ let package = Package(
         .target(name: "Buffering", dependencies: [
             "Basics", "CZstd", "CShims",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "DequeModule", package: "swift-collections"),
         ]),
         .target(name: "Transport", dependencies: [
             "Basics", "CNghttp2", "CShims",

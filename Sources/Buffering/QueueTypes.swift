@@ -1,4 +1,4 @@
-import Glibc
+import Synchronization
 
 /// One encoded batch as the queue stores it: opaque bytes, how many spans they hold, and small
 /// caller-defined metadata (e.g. the encoding; at most 65535 bytes).
@@ -70,16 +70,15 @@ public enum WhenFull: String, Sendable, CaseIterable {
 }
 
 /// A disk budget shared by several backends' queues (the "total" cap). Thread-safe.
-public final class DiskBudget: @unchecked Sendable {
+public final class DiskBudget: Sendable {
     public let limit: Int
-    private let lock = Lock()
-    private var used = 0
+    private let used = Mutex(0)
 
     public init(limit: Int) { self.limit = limit }
 
-    public var usedBytes: Int { lock.withLock { used } }
-    func add(_ n: Int) { lock.withLock { used += n } }
-    func wouldExceed(_ n: Int) -> Bool { lock.withLock { used + n > limit } }
+    public var usedBytes: Int { used.withLock { $0 } }
+    func add(_ n: Int) { used.withLock { $0 += n } }
+    func wouldExceed(_ n: Int) -> Bool { used.withLock { $0 + n > limit } }
 }
 
 /// Settings of one backend's queue; every limit has a documented default.
@@ -181,37 +180,4 @@ public struct QueueStats: Sendable, Equatable {
     public var writeErrors = 0
     /// Age in seconds of the oldest pending record (0 when empty).
     public var oldestAgeSeconds: Double = 0
-}
-
-/// A FIFO over an array with a moving head (amortised O(1), no dependency). Popped slots are
-/// cleared at once so their bytes and closures are released when taken, not at compaction.
-struct Fifo<T> {
-    private var items: [T?] = []
-    private var head = 0
-
-    var isEmpty: Bool { head == items.count }
-    var count: Int { items.count - head }
-    var first: T? { isEmpty ? nil : items[head] }
-
-    mutating func append(_ x: T) { items.append(x) }
-    mutating func append(contentsOf xs: some Sequence<T>) { for x in xs { items.append(x) } }
-
-    mutating func popFirst() -> T? {
-        guard head < items.count else { return nil }
-        let x = items[head]
-        items[head] = nil
-        head += 1
-        if head == items.count {
-            items.removeAll(keepingCapacity: items.count < 4096)
-            head = 0
-        } else if head > 1024 && head * 2 > items.count {
-            items.removeFirst(head)
-            head = 0
-        }
-        return x
-    }
-
-    mutating func removeAll() { items.removeAll(); head = 0 }
-    var elements: [T] { items[head...].map { $0! } }
-    subscript(i: Int) -> T { items[head + i]! }
 }

@@ -42,7 +42,6 @@
 // graceful shutdown; `wal` loses nothing it acknowledged. Caps and corrupt frames drop data,
 // always counted in `QueueStats.droppedSpans`.
 
-private import CShims
 
 enum SpillFormat {
     static let segmentMagic: [UInt8] = Array("TRSPILL".utf8) + [0]
@@ -63,10 +62,6 @@ enum SpillFormat {
         guard name.hasSuffix(segmentSuffix) else { return nil }
         return UInt64(name.dropLast(segmentSuffix.count))
     }
-}
-
-func crc32c(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 {
-    UInt32(tr_crc32c(UInt32(seed), bytes.baseAddress, UInt(bytes.count)))
 }
 
 // MARK: little-endian helpers
@@ -237,7 +232,7 @@ final class FrameEncoder {
 }
 
 /// Why a frame could not be read back.
-enum FrameReadError: Error, CustomStringConvertible {
+enum FrameReadError: Error, Sendable, CustomStringConvertible {
     case io(FileError)
     case truncated
     case badHeader

@@ -1,3 +1,5 @@
+import Basics
+
 /// Read-only inspection of spill segments, for `tracerelay spill ls|verify|cat`. Never modifies
 /// files (a running relay may own them), never traps on damaged data.
 public enum SpillInspector {
@@ -100,7 +102,7 @@ public enum SpillInspector {
         for path in try segmentPaths(in: directory, fileSystem: fileSystem) {
             forEachFrame(path, fileSystem: fileSystem, decoder: decoder, problems: &problems, decodeRecords: true) { _, records in
                 for r in records {
-                    var line = "{\"segment\":\(jsonString(path)),\"seq\":\(r.seq),\"time\":\(r.timeMillis),\"spans\":\(r.record.spanCount)"
+                    var line = "{\"segment\":\(jsonQuoted(path)),\"seq\":\(r.seq),\"time\":\(r.timeMillis),\"spans\":\(r.record.spanCount)"
                     line += ",\"metadata\":" + jsonValue(Array(r.record.metadata), key: "metadata")
                     line += "," + jsonField(Array(r.record.bytes), key: "payload") + "}"
                     emit(line)
@@ -145,34 +147,13 @@ public enum SpillInspector {
     }
 
     private static func jsonField(_ bytes: [UInt8], key: String) -> String {
-        if let s = String(validating: bytes, as: UTF8.self) { return "\"\(key)\":" + jsonString(s) }
+        if let s = String(validating: bytes, as: UTF8.self) { return "\"\(key)\":" + jsonQuoted(s) }
         return "\"\(key)_base64\":\"" + base64(bytes) + "\""
     }
 
     private static func jsonValue(_ bytes: [UInt8], key: String) -> String {
-        if let s = String(validating: bytes, as: UTF8.self) { return jsonString(s) }
+        if let s = String(validating: bytes, as: UTF8.self) { return jsonQuoted(s) }
         return "{\"base64\":\"" + base64(bytes) + "\"}"
-    }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
     }
 
     static func base64(_ bytes: [UInt8]) -> String {

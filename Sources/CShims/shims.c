@@ -41,22 +41,6 @@ int tr_epoll_wait(int epfd, unsigned long long *datas, unsigned int *events, int
     return n;
 }
 
-static uint32_t crc_table[8][256];
-static int crc_ready = 0;
-
-static void crc_init(void) {
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-        crc_table[0][i] = c;
-    }
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = crc_table[0][i];
-        for (int t = 1; t < 8; t++) { c = crc_table[0][c & 0xff] ^ (c >> 8); crc_table[t][i] = c; }
-    }
-    __atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
-}
-
 #if defined(__x86_64__)
 /* SSE4.2 has a CRC32C instruction: ~4x the table version (spill replay checks every frame). */
 __attribute__((target("sse4.2")))
@@ -70,24 +54,21 @@ static uint32_t crc32c_sse42(uint32_t c, const unsigned char *p, unsigned long l
 }
 #endif
 
-unsigned int tr_crc32c(unsigned int crc, const void *data, unsigned long len) {
+int tr_cpu_has_crc32c(void) {
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("sse4.2")) return ~crc32c_sse42(~crc, (const unsigned char *)data, len);
+    return __builtin_cpu_supports("sse4.2") ? 1 : 0;
+#else
+    return 0;
 #endif
-    if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE)) crc_init();
-    const unsigned char *p = (const unsigned char *)data;
-    uint32_t c = ~crc;
-    while (len && ((uintptr_t)p & 7)) { c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8); len--; }
-    while (len >= 8) {
-        uint64_t w; memcpy(&w, p, 8);
-        w ^= c;
-        c = crc_table[7][w & 0xff] ^ crc_table[6][(w >> 8) & 0xff] ^ crc_table[5][(w >> 16) & 0xff] ^
-            crc_table[4][(w >> 24) & 0xff] ^ crc_table[3][(w >> 32) & 0xff] ^ crc_table[2][(w >> 40) & 0xff] ^
-            crc_table[1][(w >> 48) & 0xff] ^ crc_table[0][(w >> 56) & 0xff];
-        p += 8; len -= 8;
-    }
-    while (len--) c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
-    return ~c;
+}
+
+unsigned int tr_crc32c_hw(unsigned int crc, const void *data, unsigned long len) {
+#if defined(__x86_64__)
+    return ~crc32c_sse42(~crc, (const unsigned char *)data, len);
+#else
+    (void)crc; (void)data; (void)len;
+    return 0;
+#endif
 }
 
 #include <malloc.h>

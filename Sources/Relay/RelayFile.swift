@@ -57,7 +57,7 @@ public struct RelayDocument: Hashable, Sendable {
     public init() {}
 
     /// Reads the keys of a Relay document (Universal form, or a Kubernetes `spec`).
-    mutating func read(_ m: YMap) {
+    mutating func read(_ m: ConfigMapping) {
         if let list = m["listeners"]?.list() {
             listeners = []
             for (i, item) in list.enumerated() {
@@ -106,7 +106,7 @@ public struct RelayDocument: Hashable, Sendable {
         }
     }
 
-    private static func durability(_ v: YValue) -> DurabilityMode? {
+    private static func durability(_ v: ConfigNode) -> DurabilityMode? {
         guard let t = v.string() else { return nil }
         if let d = DurabilityMode(rawValue: t) { return d }
         v.error(.invalidValue, "expected durability memory, spill or wal, got '\(t)'")

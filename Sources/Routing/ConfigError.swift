@@ -63,3 +63,15 @@ public struct ConfigError: Error, Sendable, Hashable, CustomStringConvertible {
     public init(_ issue: ConfigIssue) { self.issues = [issue] }
     public var description: String { issues.map(\.description).joined(separator: "\n") }
 }
+
+/// Collects findings while one file is read; shared by the readers of all its documents.
+package final class IssueSink {
+    package var issues: [ConfigIssue] = []
+    package var document: Int? = nil
+    package var resource: String? = nil
+
+    package func add(_ sev: ConfigIssue.Severity, _ code: ConfigIssue.Code, _ path: String, _ line: Int?, _ msg: String) {
+        issues.append(ConfigIssue(sev, code, document: document, resource: resource, path: path, line: line, message: msg))
+    }
+    package var hasErrors: Bool { issues.contains { $0.severity == .error } }
+}

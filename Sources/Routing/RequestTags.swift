@@ -1,3 +1,5 @@
+import Basics
+
 /// The `X-Tracerelay-Tags` header one relay sends the next: `k=v,k2=v2`, with `%`, `,` and `=`
 /// inside keys and values percent-encoded (`%25`, `%2C`, `%3D`).
 public enum TracerelayTagsHeader {
@@ -6,11 +8,11 @@ public enum TracerelayTagsHeader {
     public static let maxTags = 64
 
     /// Parses the header value; nil when malformed (a pair without `=`, an empty key, a bad
-    /// escape, too many tags). Spaces around pairs are ignored.
+    /// escape, too many tags). White space (SP, HTAB) around pairs is ignored.
     public static func parse(_ value: String) -> [TagPair]? {
         var out: [TagPair] = []
         for part in value.split(separator: ",", omittingEmptySubsequences: true) {
-            let p = part.trimmingSpaces
+            let p = part.trimmingOWS()
             if p.isEmpty { continue }
             guard let eq = p.firstIndex(of: "="), let k = decode(p[..<eq]), !k.isEmpty,
                   let v = decode(p[p.index(after: eq)...]) else { return nil }

@@ -11,17 +11,6 @@ import Testing
 /// (lowest unacknowledged number) may come again; and in the end every accepted, unacknowledged
 /// record is delivered (graceful restarts in every mode; kill-style crashes only in `wal`).
 @Suite struct BackendQueueModelTests {
-    struct Rng: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test(arguments: [DurabilityMode.spill, .wal, .memory])
     func randomOperationsMatchTheModel(mode: DurabilityMode) throws {
         if let only = ProcessInfo.processInfo.environment["MODEL_MODE"], only != mode.rawValue { return }
@@ -41,7 +30,7 @@ import Testing
         c.spillLinger = 0.01
         c.groupCommitInterval = 0.001
         c.maxUnwrittenBytes = 6 << 10
-        var rng = Rng(state: seed)
+        var rng = SplitMix64(seed: seed)
         var q = try BackendQueue(configuration: c, logger: testLogger())
         var nextNumber = 0
         var outstanding = Set<Int>()          // accepted, not acknowledged
@@ -79,7 +68,7 @@ import Testing
             lastCrash = crash
             if crash {
                 // Let the ledger catch up (the documented window is one checkpoint interval).
-                usleep(100_000)
+                #expect(waitForCheckpoint(q), "no checkpoint before the crash \(ctx)")
                 q.simulateCrash()
             } else {
                 q.shutdown()

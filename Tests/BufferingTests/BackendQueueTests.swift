@@ -114,7 +114,7 @@ import Testing
                 let inflight = q.next(maxBytes: 1) // in flight at shutdown: must come back
                 #expect(inflight.count == 1)
                 // Let the ledger catch up with the acks.
-                usleep(100_000)
+                #expect(waitForCheckpoint(q), "\(mode)")
                 q.shutdown()
             }
             let q2 = try BackendQueue(configuration: c, logger: testLogger())
@@ -183,7 +183,7 @@ import Testing
         let q = try BackendQueue(configuration: c, logger: testLogger())
         q.markDown()
         // Random-ish bytes compress badly, so the cap is reached quickly.
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: 0xD0_0D, printing: "dropOldest random bytes")
         var spans = 0
         for i in 0..<600 {
             var r = record(i, size: 100)
@@ -216,7 +216,7 @@ import Testing
         let qb = try BackendQueue(configuration: b, logger: testLogger())
         qa.markDown()
         qb.markDown()
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: 0xB0D6E7, printing: "shared budget random bytes")
         var rejected = 0
         for i in 0..<300 {
             for q in [qa, qb] {
@@ -258,7 +258,8 @@ import Testing
         let q = try BackendQueue(configuration: config(dir), logger: testLogger())
         let box = DeliveryBox()
         q.next(maxBytes: 1 << 20, on: .global()) { box.add($0) }
-        usleep(10_000)
+        // Nothing was taken for the handler (a handler is only scheduled with records in hand).
+        #expect(q.statistics().inFlight == 0)
         #expect(box.all.isEmpty)
         enqueueSync(q, record(1))
         #expect(eventually { box.all.count == 1 })
@@ -278,6 +279,16 @@ import Testing
         }
         #expect(seen == Array(2..<50))
         q.shutdown()
+    }
+
+    /// `shutdown` waits for the I/O queue, so calling it there (e.g. from a spilled batch's
+    /// enqueue completion) could only hang: debug builds stop the process at once instead.
+    @Test func shutdownOnTheQueuesOwnIOQueueStopsTheProcess() async {
+        await #expect(processExitsWith: .failure) {
+            let dir = makeTempDirectory("selfshutdown")
+            let q = try! BackendQueue(configuration: QueueConfiguration(backend: "b", directory: dir), logger: testLogger())
+            q.io.sync { q.shutdown() }
+        }
     }
 }
 

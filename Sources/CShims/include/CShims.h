@@ -18,8 +18,10 @@ int tr_epoll_wait(int epfd, unsigned long long *datas, unsigned int *events, int
 #define TR_POLL_READABLE 1u /* EPOLLIN, EPOLLRDHUP, EPOLLHUP or EPOLLERR: read to find out */
 #define TR_POLL_WRITABLE 2u /* EPOLLOUT, EPOLLHUP or EPOLLERR: send to find out */
 #define TR_POLL_HANGUP 4u   /* EPOLLRDHUP, EPOLLHUP or EPOLLERR: read until EOF/error, not just a short read */
-/* CRC32C (Castagnoli), software slicing-by-8; used for spill frame checksums. */
-unsigned int tr_crc32c(unsigned int crc, const void *data, unsigned long len);
+/* CRC32C (Castagnoli) with the CPU's CRC32 instruction, for spill frame checksums. Call only when
+   tr_cpu_has_crc32c() says the CPU has it (SSE4.2); Buffering's CRC32C has the table version. */
+int tr_cpu_has_crc32c(void);
+unsigned int tr_crc32c_hw(unsigned int crc, const void *data, unsigned long len);
 /* glibc malloc_trim(0): returns the free pages of every arena to the system (malloc.h is not in
    Swift's Glibc module). Returns 1 if memory was released. */
 int tr_malloc_trim(void);

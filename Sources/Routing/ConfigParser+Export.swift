@@ -1,7 +1,7 @@
 /// Reading a backend's `export:` map (tracerelay's extension: how the exporter talks to it).
 extension DocumentParser {
     /// The `export:` map of a backend (tracerelay's extension).
-    func parseExport(_ e: YMap) -> ExportOptions {
+    func parseExport(_ e: ConfigMapping) -> ExportOptions {
         var o = ExportOptions()
         if let v = e["protocol"], let t = v.string() {
             if let p = ExportOptions.WireProtocol(rawValue: t) { o.protocolVersion = p }

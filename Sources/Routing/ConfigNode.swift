@@ -1,19 +1,10 @@
 internal import Yams
+import Basics
 
-/// Collects findings while one file is read; shared by the readers of all its documents.
-package final class IssueSink {
-    package var issues: [ConfigIssue] = []
-    package var document: Int? = nil
-    package var resource: String? = nil
-
-    package func add(_ sev: ConfigIssue.Severity, _ code: ConfigIssue.Code, _ path: String, _ line: Int?, _ msg: String) {
-        issues.append(ConfigIssue(sev, code, document: document, resource: resource, path: path, line: line, message: msg))
-    }
-    package var hasErrors: Bool { issues.contains { $0.severity == .error } }
-}
-
-/// A YAML value with its path in the document, so every error names where it is.
-package struct YValue {
+/// One value of a configuration document — a Yams node — with its path in the document and its
+/// line, read through typed accessors (`string()`, `int(in:)`, `byteSize()`, `map()` …) that report
+/// a problem to the file's `IssueSink` and return nil, so every error names where it is.
+package struct ConfigNode {
     let node: Node
     package let path: String
     package let sink: IssueSink
@@ -51,7 +42,7 @@ package struct YValue {
     }
 
     package func double(in range: ClosedRange<Double>? = nil) -> Double? {
-        guard case .scalar(let s) = node, let v = Double(s.string.trimmingSpaces), v.isFinite else {
+        guard case .scalar(let s) = node, let v = Double(s.string.trimmingOWS()), v.isFinite else {
             error(.invalidValue, "expected a number" + (range.map { " in \(fmt($0.lowerBound))...\(fmt($0.upperBound))" } ?? "") + ", got \(describe)")
             return nil
         }
@@ -63,7 +54,7 @@ package struct YValue {
     }
 
     package func int(in range: ClosedRange<Int>) -> Int? {
-        guard case .scalar(let s) = node, let v = Int(s.string.trimmingSpaces) else {
+        guard case .scalar(let s) = node, let v = Int(s.string.trimmingOWS()) else {
             error(.invalidValue, "expected an integer in \(range.lowerBound)...\(range.upperBound), got \(describe)")
             return nil
         }
@@ -110,7 +101,7 @@ package struct YValue {
     /// A duration in milliseconds: an integer (seconds) or a number with a unit (ms, s, m, h).
     package func durationMillis() -> Int? {
         guard case .scalar(let sc) = node else { error(.invalidValue, "expected a duration like 200ms, got \(kindName)"); return nil }
-        let t = sc.string.trimmingSpaces
+        let t = sc.string.trimmingOWS()
         if let v = Double(t), v >= 0 { return Int(v * 1000) }
         for (u, mult) in [("ms", 1.0), ("s", 1000.0), ("m", 60_000.0), ("h", 3_600_000.0)] where t.hasSuffix(u) {
             if let v = Double(t.dropLast(u.count)), v >= 0 { return Int(v * mult) }
@@ -127,27 +118,27 @@ package struct YValue {
         return kindName
     }
 
-    package func map() -> YMap? {
+    package func map() -> ConfigMapping? {
         guard case .mapping(let m) = node else {
-            if isNull { return YMap(pairs: [], path: path, line: line, sink: sink) }
+            if isNull { return ConfigMapping(pairs: [], path: path, line: line, sink: sink) }
             error(.invalidValue, "expected a mapping, got \(kindName)")
             return nil
         }
-        var pairs: [(String, YValue)] = []
+        var pairs: [(String, ConfigNode)] = []
         for (k, v) in m {
             guard case .scalar(let ks) = k else { error(.invalidValue, "mapping keys must be strings"); continue }
-            pairs.append((ks.string, YValue(node: v, path: child(ks.string), sink: sink)))
+            pairs.append((ks.string, ConfigNode(node: v, path: child(ks.string), sink: sink)))
         }
-        return YMap(pairs: pairs, path: path, line: line, sink: sink)
+        return ConfigMapping(pairs: pairs, path: path, line: line, sink: sink)
     }
 
-    package func list() -> [YValue]? {
+    package func list() -> [ConfigNode]? {
         guard case .sequence(let seq) = node else {
             if isNull { return [] }
             error(.invalidValue, "expected a list, got \(kindName)")
             return nil
         }
-        return seq.enumerated().map { YValue(node: $0.element, path: "\(path)[\($0.offset)]", sink: sink) }
+        return seq.enumerated().map { ConfigNode(node: $0.element, path: "\(path)[\($0.offset)]", sink: sink) }
     }
 
     /// A mapping of strings to strings (tags, zone maps), in file order.
@@ -162,16 +153,16 @@ package struct YValue {
     }
 }
 
-/// A YAML mapping being read. Remembers which keys were read so the rest can be reported as
+/// A mapping of a configuration document being read. Remembers which keys were read so the rest can be reported as
 /// unknown fields (a warning each; Kuma and tracerelay ignore them).
-package final class YMap {
-    package let pairs: [(String, YValue)]
+package final class ConfigMapping {
+    package let pairs: [(String, ConfigNode)]
     package let path: String
     package let line: Int?
     package let sink: IssueSink
     package var used: Set<String> = []
 
-    package init(pairs: [(String, YValue)], path: String, line: Int?, sink: IssueSink) {
+    package init(pairs: [(String, ConfigNode)], path: String, line: Int?, sink: IssueSink) {
         self.pairs = pairs
         self.path = path
         self.line = line
@@ -181,13 +172,13 @@ package final class YMap {
     package func has(_ key: String) -> Bool { pairs.contains { $0.0 == key } }
 
     /// The value for `key`; nil when absent or null. Marks the key as known.
-    package subscript(_ key: String) -> YValue? {
+    package subscript(_ key: String) -> ConfigNode? {
         used.insert(key)
         guard let v = pairs.first(where: { $0.0 == key })?.1, !v.isNull else { return nil }
         return v
     }
 
-    package func required(_ key: String, _ what: String) -> YValue? {
+    package func required(_ key: String, _ what: String) -> ConfigNode? {
         if let v = self[key] { return v }
         sink.add(.error, .missingField, path.isEmpty ? key : path + "." + key, line, "missing required field '\(key)' (\(what))")
         return nil
@@ -203,84 +194,7 @@ package final class YMap {
     }
 }
 
+/// A number for messages: integral values without a fraction.
 func fmt(_ v: Double) -> String {
     v == v.rounded() && abs(v) < 1e15 ? String(Int(v)) : String(v)
-}
-
-extension StringProtocol {
-    var trimmingSpaces: Substring {
-        var s = Substring(self)
-        while s.first == " " { s.removeFirst() }
-        while s.last == " " { s.removeLast() }
-        return s
-    }
-}
-
-func parseByteSize(_ text: String) -> Int? {
-    let t = text.trimmingSpaces
-    var digits = Substring(t)
-    var unit = Substring("")
-    if let i = t.firstIndex(where: { !($0.isNumber || $0 == ".") }) {
-        digits = t[..<i]
-        unit = t[i...].trimmingSpaces
-    }
-    guard let n = Double(digits), n >= 0 else { return nil }
-    let mult: Double
-    switch unit.lowercased() {
-    case "", "b": mult = 1
-    case "kb", "k": mult = 1e3
-    case "mb", "m": mult = 1e6
-    case "gb", "g": mult = 1e9
-    case "kib", "ki": mult = 1024
-    case "mib", "mi": mult = 1024 * 1024
-    case "gib", "gi": mult = 1024 * 1024 * 1024
-    default: return nil
-    }
-    let v = n * mult
-    guard v < 9e18 else { return nil }
-    return Int(v)
-}
-
-/// RFC 3339 time (`2024-01-02T03:04:05.5Z`, `+02:00` offsets) → nanoseconds since the epoch.
-/// Kuma writes `creationTime`/`modificationTime` this way; only their order matters here.
-func parseRFC3339(_ text: String) -> Int64? {
-    let b = Array(text.utf8)
-    func num(_ r: Range<Int>) -> Int? {
-        guard r.upperBound <= b.count else { return nil }
-        var v = 0
-        for i in r { guard b[i] >= 48, b[i] <= 57 else { return nil }; v = v * 10 + Int(b[i] - 48) }
-        return v
-    }
-    guard b.count >= 19, b[4] == 45, b[7] == 45, b[10] == 84 || b[10] == 116 || b[10] == 32, b[13] == 58, b[16] == 58,
-          let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13), let mi = num(14..<16), let s = num(17..<19),
-          (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61 else { return nil }
-    var i = 19
-    var nanos: Int64 = 0
-    if i < b.count, b[i] == 46 {
-        i += 1
-        var digits = 0
-        while i < b.count, b[i] >= 48, b[i] <= 57 {
-            if digits < 9 { nanos = nanos * 10 + Int64(b[i] - 48); digits += 1 }
-            i += 1
-        }
-        guard digits > 0 else { return nil }
-        while digits < 9 { nanos *= 10; digits += 1 }
-    }
-    var offset = 0
-    if i < b.count, b[i] == 90 || b[i] == 122 { i += 1 }
-    else if i < b.count, b[i] == 43 || b[i] == 45 {
-        guard let oh = num((i + 1)..<(i + 3)), i + 3 < b.count, b[i + 3] == 58, let om = num((i + 4)..<(i + 6)) else { return nil }
-        offset = (oh * 60 + om) * 60 * (b[i] == 43 ? 1 : -1)
-        i += 6
-    } else { return nil }
-    guard i == b.count else { return nil }
-    // Days from civil (Howard Hinnant's algorithm).
-    let yy = mo <= 2 ? y - 1 : y
-    let era = (yy >= 0 ? yy : yy - 399) / 400
-    let yoe = yy - era * 400
-    let doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-    let days = era * 146097 + doe - 719468
-    let secs = Int64(days) * 86400 + Int64(h * 3600 + mi * 60 + s - offset)
-    return secs * 1_000_000_000 + nanos
 }
