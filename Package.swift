@@ -79,13 +79,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], path: "loadtest/Sources/loadtest"),
 
+        // Helpers the test targets share (seeded generator, waits on observable state).
+        .target(name: "TestSupport", dependencies: ["Basics"], path: "Tests/TestSupport"),
         .testTarget(name: "SpansTests", dependencies: ["Spans"]),
-        .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Spans"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "RoutingTests", dependencies: ["Routing", "Spans"]),
-        .testTarget(name: "BufferingTests", dependencies: ["Buffering", "buffering-harness"]),
+        .testTarget(name: "CodecsTests", dependencies: ["TestSupport", "Codecs", "Spans"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RoutingTests", dependencies: ["TestSupport", "Routing", "Spans"]),
+        .testTarget(name: "BufferingTests", dependencies: ["TestSupport", "Buffering", "buffering-harness"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "CNghttp2"]),
         .testTarget(name: "LoadtestTests", dependencies: ["LoadtestCore", "Spans", "Codecs", "tracerelay"]),
-        .testTarget(name: "RelayTests", dependencies: ["Relay", "Transport", "Spans", "Codecs", "Routing", "Buffering"]),
+        .testTarget(name: "RelayTests", dependencies: ["TestSupport", "Relay", "Transport", "Spans", "Codecs", "Routing", "Buffering"]),
     ],
     swiftLanguageModes: [.v6]
 )

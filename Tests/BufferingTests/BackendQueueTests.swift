@@ -1,3 +1,4 @@
+import TestSupport
 import Glibc
 import Testing
 @testable import Buffering
@@ -272,7 +273,7 @@ import Testing
         while seen.count < 48 {
             let b = DeliveryBox()
             q.next(maxBytes: 1 << 20, on: .global()) { b.add($0) }
-            #expect(eventually(timeout: 5) { !b.all.isEmpty })
+            #expect(eventually(5) { !b.all.isEmpty })
             if b.all.isEmpty { break }
             b.all.forEach(q.ack)
             seen += b.all.map { number(of: $0.record)! }

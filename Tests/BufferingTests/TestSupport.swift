@@ -1,3 +1,4 @@
+import TestSupport
 import Glibc
 import Logging
 @testable import Buffering
@@ -94,36 +95,10 @@ func drain(_ q: BackendQueue, count: Int, ack: Bool = true, timeout: Double = 10
 /// has run over the state as it is now: two ticks complete, so one started after this call.
 func waitForCheckpoint(_ q: BackendQueue, timeout: Double = 10) -> Bool {
     let start = q.checkpointsForTesting()
-    return eventually(timeout: timeout) { q.checkpointsForTesting() >= start + 2 }
+    return eventually(timeout) { q.checkpointsForTesting() >= start + 2 }
 }
 
-/// A seeded generator (SplitMix64): every random test names its seed so a failure can be re-run.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    /// Prints the seed with what it drives, so a failing run can be reproduced.
-    init(seed: UInt64, printing what: String) {
-        print("\(what): seed \(seed)")
-        state = seed
-    }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
-/// Waits until `condition` holds (polling), up to `timeout` seconds.
-func eventually(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
-    let deadline = now() + timeout
-    while now() < deadline {
-        if condition() { return true }
-        usleep(1000)
-    }
-    return condition()
-}
 
 func readFile(_ path: String) -> [UInt8] {
     let f = try! PosixFileSystem().open(path, create: false)

@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Buffering
@@ -39,7 +40,7 @@ import Testing
             let out = dir + "/write\(round).out"
             let writer = try run(["write", dir + "/spill", "1000000"], stdout: out)
             // Let it get well into the stream, then kill it without warning.
-            #expect(eventually(timeout: 20) { numbers(out, prefix: "ack").count >= 3000 * (round + 1) })
+            #expect(eventually(20) { numbers(out, prefix: "ack").count >= 3000 * (round + 1) })
             kill(writer.processIdentifier, SIGKILL)
             writer.waitUntilExit()
             #expect(writer.terminationReason == .uncaughtSignal)

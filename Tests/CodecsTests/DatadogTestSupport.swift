@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Codecs
@@ -82,7 +83,7 @@ enum DD {
 
     /// Splits `bytes` at random points and reassembles them into a fresh array, as a body
     /// arriving in many reads would be.
-    static func drip(_ bytes: [UInt8], _ rng: inout SplitMix) -> [UInt8] {
+    static func drip(_ bytes: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
         var pieces: [[UInt8]] = []
         var i = 0
         while i < bytes.count {

@@ -1,19 +1,8 @@
+import TestSupport
 import Testing
 import Spans
 @testable import Codecs
 
-/// A small deterministic RNG so randomized tests are reproducible (SplitMix).
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Randomized robustness: mutated and truncated copies of a valid body must either fail with
 /// a `DecodeError` that says what and where, or decode to a valid batch that also satisfies the
@@ -30,7 +19,7 @@ enum Fuzz {
                     sourceLocation: SourceLocation = #_sourceLocation,
                     decode: ([UInt8]) throws(DecodeError) -> SpanBatch,
                     property: (SpanBatch) -> String? = { _ in nil }) -> (ok: Int, failed: Int) {
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var ok = 0, failed = 0
         for round in 0..<rounds {
             let b = mutate(valid, round: round, &rng)
@@ -54,7 +43,7 @@ enum Fuzz {
 
     /// One mutation: a truncation, byte replacements, an inserted run of parser-significant
     /// bytes, or a removed run.
-    static func mutate(_ valid: [UInt8], round: Int, _ rng: inout SplitMix) -> [UInt8] {
+    static func mutate(_ valid: [UInt8], round: Int, _ rng: inout SplitMix64) -> [UInt8] {
         var b = valid
         guard !b.isEmpty else { return b }
         switch round % 4 {

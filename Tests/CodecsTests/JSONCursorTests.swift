@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Spans
 @testable import Codecs
@@ -15,7 +16,7 @@ import Spans
     }
 
     @Test func stringStopFindsTheFirstQuoteBackslashOrControlByte() {
-        var rng = SplitMix(seed: 5)
+        var rng = SplitMix64(seed: 5)
         let alphabet: [UInt8] = Array("abc xyz-/:.0".utf8) + [0x22, 0x5C, 0x00, 0x1F, 0x20, 0x7F, 0x80, 0xA2, 0xDC, 0xFF]
         for _ in 0..<3000 {
             let n = Int.random(in: 0...70, using: &rng)
@@ -50,7 +51,7 @@ import Spans
             #expect(got == value, "\(text)")
             #expect(i == length, "\(text)")
         }
-        var rng = SplitMix(seed: 11)
+        var rng = SplitMix64(seed: 11)
         for _ in 0..<2000 {
             let v = UInt64.random(in: 0...999_999_999_999_999_999, using: &rng) >> UInt64.random(in: 0...60, using: &rng)
             let text = String(v)
@@ -60,7 +61,7 @@ import Spans
     }
 
     @Test func lowerHexMatchesParseHex64() {
-        var rng = SplitMix(seed: 3)
+        var rng = SplitMix64(seed: 3)
         let lower = Array("0123456789abcdef".utf8)
         let other = Array("ABCDEFgG/:@`x \"".utf8) + [0x00, 0x80, 0xC1, 0xFF]
         for _ in 0..<20000 {
@@ -95,7 +96,7 @@ import Spans
         }
         var names = ["CLIENT", "SERVER", "PRODUCER", "CONSUMER", "client", "Server", "pRODUCER", "consumer", "", "CLIENTS",
                      "CLIEN", "SERVER\u{0}", "UNKNOWN", "CONSUMERCONSUMERX", "S\\u0045RVER", "{ERVER", "SERVE`"]
-        var rng = SplitMix(seed: 8)
+        var rng = SplitMix64(seed: 8)
         for _ in 0..<2000 {
             var b = Array(["CLIENT", "SERVER", "PRODUCER", "CONSUMER"].randomElement(using: &rng)!.utf8)
             b[Int.random(in: 0..<b.count, using: &rng)] ^= [0x20, 0x01, 0x80, 0x40].randomElement(using: &rng)!

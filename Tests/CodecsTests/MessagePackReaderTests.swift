@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 @testable import Codecs
 import Spans
@@ -73,7 +74,7 @@ import Spans
     /// Random bytes: each `skip` either fails or consumes at least one byte and stays inside.
     @Test func skippingRandomBytesAdvancesOrFails() {
         let seed: UInt64 = 9
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         for round in 0..<3000 {
             let bytes = (0..<Int(rng.next() % 64)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             bytes.withUnsafeBytes { raw in

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 @testable import Codecs
 import Spans
@@ -19,7 +20,7 @@ import Spans
     }
 
     @Test func randomValuesRoundTripThroughTheReader() throws {
-        var rng = SplitMix(seed: 1)
+        var rng = SplitMix64(seed: 1)
         for _ in 0..<500 {
             let u = rng.next() >> (rng.next() % 64)
             let i = Int64(bitPattern: rng.next()) >> Int64(rng.next() % 64)

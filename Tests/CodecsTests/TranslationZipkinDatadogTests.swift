@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Codecs
@@ -148,7 +149,7 @@ import Spans
     /// Random batches (any origin, shared and 128-bit trace ids, kinds, tags, errors, remote
     /// endpoints, priorities) keep every modelled field through encode → decode.
     @Test func randomBatchesRoundTrip() throws {
-        var rng = SplitMix(seed: 2024)
+        var rng = SplitMix64(seed: 2024)
         let keys = ["http.method", "component", "db.system", "k", "ünï", "a.b.c"]
         for round in 0..<200 {
             var b = SpanBatch(metadata: BatchMetadata(format: round % 2 == 0 ? .zipkinV2JSON : .datadogV04))

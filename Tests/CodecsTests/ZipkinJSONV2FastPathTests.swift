@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Spans
 @testable import Codecs
@@ -26,7 +27,7 @@ import Spans
             let body = try ZipkinFixtures.bytes(name)
             Self.expectSame(body)
             for cut in 0...body.count { Self.expectSame(Array(body[0..<cut])) }
-            var rng = SplitMix(seed: 99)
+            var rng = SplitMix64(seed: 99)
             for _ in 0..<1000 {
                 var b = body
                 for _ in 0..<Int.random(in: 1...3, using: &rng) {
@@ -38,7 +39,7 @@ import Spans
     }
 
     @Test func generatedDocuments() {
-        var g = ZipkinDocumentGenerator(rng: SplitMix(seed: 2024))
+        var g = ZipkinDocumentGenerator(rng: SplitMix64(seed: 2024))
         var decoded = 0
         for _ in 0..<4000 {
             let body = g.document()
@@ -110,7 +111,7 @@ import Spans
 /// whitespace, short or upper-case ids, exponents, unknown members) and, in "wild"
 /// documents, invalid values and byte mutations.
 struct ZipkinDocumentGenerator {
-    var rng: SplitMix
+    var rng: SplitMix64
     var wsStyle = 0
     var wild = 1.0
 

@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 import Spans
@@ -173,7 +174,7 @@ import Spans
         for name in ["otel-v2.json", "pyzipkin-v2.json"] {
             let body = try ZipkinFixtures.bytes(name)
             let whole = try ZipkinJSONV2.decode(body, metadata: Self.meta)
-            var rng = SplitMix(seed: 42)
+            var rng = SplitMix64(seed: 42)
             for _ in 0..<50 {
                 var pieces: [[UInt8]] = []
                 var rest = body[...]

@@ -1,3 +1,4 @@
+import TestSupport
 import Codecs
 import Dispatch
 import Foundation
@@ -114,15 +115,6 @@ func zipkinBody(_ ids: Range<Int>, trace: Int = 1) -> [UInt8] {
     return Array(("[" + spans.joined(separator: ",") + "]").utf8)
 }
 
-/// Waits (bounded) until `condition` holds.
-func eventually(_ seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try condition() { return true }
-        usleep(20_000)
-    }
-    return try condition()
-}
 
 func zipkinConfig(_ port: Int, extra: String = "", spill: String = "") -> String {
     """

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Spans
 @testable import Routing
@@ -58,7 +59,7 @@ import Glibc
         fclose(f)
         defer { unlink(path) }
         let t = try table(yaml)
-        var rng = SplitMix(seed: 2024)
+        var rng = SplitMix64(seed: 2024)
         var kept = 0
         for _ in 0..<16 {
             let id = TraceID(high: rng.next(), low: rng.next())

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Spans
 @testable import Routing
@@ -18,7 +19,7 @@ import Spans
 
     @Test func explainAgreesWithRouting() throws {
         let t = try table(regional)
-        var rng = SplitMix(seed: 3)
+        var rng = SplitMix64(seed: 3)
         for zone in ["zone-eu-1", "zone-us-1", "zone-x"] {
             for svc in ["web", "payments"] {
                 let id = TraceID(low: rng.next())

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Spans
 @testable import Routing
@@ -309,7 +310,7 @@ import Spans
     @Test func randomizedRobustness() throws {
         let seeds = [regional, fourBackends + trafficTrace("w", [[("kuma.io/service", "web")]], backend: "a"),
                      RelayConfig.embeddedDefaultYAML]
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         let alphabet = Array(":-[]{}'\"*\n #&!|>%@`\t0a".utf8)
         for i in 0..<600 {
             var bytes = Array(seeds[i % seeds.count].utf8)

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Spans
 @testable import Routing
@@ -6,7 +7,7 @@ import Spans
     /// The cached path must agree with the uncached one, also when the cache is cleared often.
     @Test(arguments: [4, 8192]) func cacheAgreesWithUncachedRouting(_ capacity: Int) throws {
         let t = try table(regional + trafficTrace("v2", [[("kuma.io/service", "web"), ("version", "v2")]], backend: "global"))
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let zones = ["zone-eu-1", "zone-us-1", "zone-x", ""]
         let services = ["web", "payments", "api", ""]
         var specs: [TestSpan] = []
@@ -51,7 +52,7 @@ import Spans
 
 @Suite struct ByteHelperTests {
     @Test func loadWordIsTheZeroPaddedLittleEndianWord() {
-        var rng = SplitMix(seed: 11)
+        var rng = SplitMix64(seed: 11)
         for n in 0...12 {
             for _ in 0..<50 {
                 let bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Spans
 @testable import Routing
@@ -11,7 +12,7 @@ import Spans
         let t = try table(Self.config(percent: 10))
         let seed: UInt64 = 0x10_9E7C
         print("ten percent sampling: seed \(seed)")
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         var specs: [TestSpan] = []
         for _ in 0..<100_000 { specs.append(TestSpan(service: "web", trace: TraceID(high: rng.next(), low: rng.next()))) }
         let r = t.route(makeBatch(specs))
@@ -24,7 +25,7 @@ import Spans
     func sameTraceIDSameDecisionEverywhere(_ percent: Double) throws {
         // Two tables parsed independently (separate arenas and caches) stand in for two relays.
         let a = try table(Self.config(percent: percent)), b = try table(Self.config(percent: percent))
-        var rng = SplitMix(seed: UInt64(percent * 10))
+        var rng = SplitMix64(seed: UInt64(percent * 10))
         var routerB = Router(b, capacity: 16)
         for _ in 0..<2_000 {
             let id = TraceID(high: rng.next(), low: rng.next())

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 @testable import Routing
 
@@ -17,7 +18,7 @@ import Testing
     }
 
     @Test func randomizedRobustness() {
-        var rng = SplitMix(seed: 9)
+        var rng = SplitMix64(seed: 9)
         let alphabet = Array("ab=,%2C3D ".utf8)
         for _ in 0..<2000 {
             let n = Int(rng.next() % 30)
