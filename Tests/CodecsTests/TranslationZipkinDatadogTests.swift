@@ -119,6 +119,37 @@ import Spans
         }
     }
 
+    /// Datadog carries an error as `error: 1` (message in `error.msg`); Zipkin as an `error` tag.
+    /// Written to Zipkin (JSON and proto3), a Datadog error span gets the tag — the message, or
+    /// "true" without one — so it decodes as an error again; a span that has the tag keeps it.
+    @Test func datadogErrorsBecomeZipkinErrorTags() throws {
+        var b = SpanBatch(metadata: BatchMetadata(format: .datadogV04))
+        for (i, msg) in [(1, "upstream reset"), (2, nil), (3, nil)] as [(UInt64, String?)] {
+            var s = Span(traceID: TraceID(low: 7), id: i)
+            s.name = b.intern("op")
+            s.localEndpoint = Endpoint(serviceName: b.intern("web"))
+            s.flags = i == 3 ? [] : [.error]
+            if let msg { s.tags = b.addTags([Tag(key: b.intern("error.msg"), value: b.intern(msg))]) }
+            b.spans.append(s)
+        }
+        var json: [UInt8] = [], proto: [UInt8] = []
+        ZipkinJSONV2.encode(b, into: &json)
+        ZipkinProto3.encode(b, into: &proto)
+        for decoded in [try ZipkinJSONV2.decode(json, metadata: .init(format: .zipkinV2JSON)),
+                        try ZipkinProto3.decode(proto, metadata: .init(format: .zipkinV2Proto))] {
+            #expect(decoded.spans.map { $0.flags.contains(.error) } == [true, true, false])
+            #expect(decoded.tagValue(decoded.spans[0], "error") == "upstream reset")
+            #expect(decoded.tagValue(decoded.spans[0], "error.msg") == "upstream reset")
+            #expect(decoded.tagValue(decoded.spans[1], "error") == "true")
+            #expect(decoded.tagValue(decoded.spans[2], "error") == nil)
+        }
+        // A Zipkin span that has its own error tag is written with it, once.
+        let z = try ZipkinJSONV2.decode(Array(#"[{"traceId":"1","id":"2","tags":{"error":"boom"}}]"#.utf8), metadata: .init(format: .zipkinV2JSON))
+        var again: [UInt8] = []
+        ZipkinJSONV2.encode(z, into: &again)
+        #expect(String(decoding: again, as: UTF8.self).components(separatedBy: "\"error\"").count == 2)
+    }
+
     @Test func encoderSelectsSpansAndGroupsByTrace() throws {
         let zipkin = Self.zipkinBatch()
         var out: [UInt8] = []

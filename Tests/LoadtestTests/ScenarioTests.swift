@@ -31,6 +31,50 @@ import Testing
         #expect(!ScenarioVerdict(scenario: "x", send: report(sent: 1000, accepted: 0), sinks: [], relayCPUSeconds: nil).passed)
     }
 
+    @Test func theAcknowledgedCheckDecidesLossWhenGiven() {
+        var a = SinkStats(); a.uniqueSpans = 1000
+        // Counts agree, but 3 acknowledged ids are missing (3 unacknowledged ones arrived instead).
+        let v = ScenarioVerdict(scenario: "k", send: report(sent: 1100, accepted: 1000), sinks: [a], relayCPUSeconds: nil,
+                                acknowledged: (count: 1000, missing: 3, unacknowledgedDelivered: 3), relayRestarts: 1)
+        #expect(!v.passed && v.lost == 3 && v.deliveredUnacknowledged == 3)
+        #expect(v.table().contains("relay kills 1"))
+        let ok = ScenarioVerdict(scenario: "k", send: report(sent: 1100, accepted: 1000), sinks: [a], relayCPUSeconds: nil,
+                                 acknowledged: (count: 1000, missing: 0, unacknowledgedDelivered: 0))
+        #expect(ok.passed)
+        let mismatch = ScenarioVerdict(scenario: "k", send: report(sent: 1100, accepted: 1000), sinks: [a], relayCPUSeconds: nil,
+                                       acknowledged: (count: 990, missing: 0, unacknowledgedDelivered: 10))
+        #expect(!mismatch.passed, "acknowledged ids must match the accepted count")
+    }
+
+    @Test func isolationFailsOnALateHealthySinkOrASlowSinkThatWasNotSlow() throws {
+        let plan = ScenarioPlan(description: "", sinks: [.init(name: "fast"), .init(name: "slow", delaySeconds: 0.5, failRatio: 0.2)],
+                                send: .init(format: "zipkin-json", durationSeconds: 1), drainSeconds: 1)
+        let iso = ScenarioPlan.Isolation(healthy: "fast", slow: "slow", maxHealthyLagP99Seconds: 1)
+        func sink(lagMillis: UInt64, failed: Int) -> SinkStats {
+            var h = LatencyHistogram()
+            for _ in 0..<100 { h.record(lagMillis * 1000) }
+            var s = SinkStats(); s.uniqueSpans = 100; s.failedOnPurpose = failed; s.deliveryLagMicros = LatencySummary(h)
+            return s
+        }
+        var failures: [String] = [], notes: [String] = []
+        ScenarioRunner.judgeIsolation(iso, plan: plan, stats: [sink(lagMillis: 50, failed: 0), sink(lagMillis: 3000, failed: 5)],
+                                      ingestP99Micros: 20_000, failures: &failures, notes: &notes)
+        #expect(failures.isEmpty && notes.count == 1)
+        failures = []; notes = []
+        // A healthy sink late only as much as every answer of a starved relay: not the slow backend's doing.
+        ScenarioRunner.judgeIsolation(iso, plan: plan, stats: [sink(lagMillis: 2500, failed: 0), sink(lagMillis: 3000, failed: 5)],
+                                      ingestP99Micros: 2_000_000, failures: &failures, notes: &notes)
+        #expect(failures.isEmpty)
+        failures = []; notes = []
+        ScenarioRunner.judgeIsolation(iso, plan: plan, stats: [sink(lagMillis: 2500, failed: 0), sink(lagMillis: 3000, failed: 5)],
+                                      ingestP99Micros: 20_000, failures: &failures, notes: &notes)
+        #expect(failures.count == 1 && failures[0].contains("exceeds"))
+        failures = []; notes = []
+        ScenarioRunner.judgeIsolation(iso, plan: plan, stats: [sink(lagMillis: 50, failed: 0), sink(lagMillis: 40, failed: 0)],
+                                      ingestP99Micros: 20_000, failures: &failures, notes: &notes)
+        #expect(failures.count == 1 && failures[0].contains("proves nothing"))
+    }
+
     @Test func placeholdersAreReplacedAndUnknownOnesRefused() throws {
         #expect(try ScenarioPlan.substitute("url: http://127.0.0.1:${SINK_zipkin}/x", ports: ["zipkin": 4242]) == "url: http://127.0.0.1:4242/x")
         #expect(throws: LoadtestError.self) { try ScenarioPlan.substitute("${SINK_other}", ports: ["zipkin": 1]) }

@@ -126,3 +126,26 @@ public enum ZipkinSampling {
         s.flags.contains(.debug) || (s.samplingPriority ?? 0) >= 2
     }
 }
+
+/// Zipkin marks an error with an `error` tag (its value the message; any value counts). A span
+/// from Datadog carries its error as a flag (`error: 1`) with the message in `error.msg`: written
+/// to Zipkin, such a span gets an `error` tag — the message when there is one, else `"true"` —
+/// so Zipkin backends see the failure. Spans that already have an `error` tag are written as
+/// they are. Only error spans pay for the check.
+enum ZipkinErrorTag {
+    /// The value of the `error` tag to add to `s`, or nil when none is needed.
+    @inline(__always)
+    static func missing(_ s: Span, of batch: SpanBatch) -> [UInt8]? {
+        guard s.flags.contains(.error) else { return nil }
+        return added(s, of: batch)
+    }
+
+    @inline(never)
+    static func added(_ s: Span, of batch: SpanBatch) -> [UInt8]? {
+        if batch.tag(s, "error") != nil { return nil }
+        if let m = batch.tag(s, "error.msg") ?? batch.tag(s, "error.message"), !m.isEmpty {
+            return batch.withBytes(m) { Array($0) }
+        }
+        return Array("true".utf8)
+    }
+}

@@ -271,9 +271,15 @@ public enum ZipkinJSONV2 {
             }
             out.append(UInt8(ascii: "]"))
         }
-        if !s.tags.isEmpty || !s.metrics.isEmpty {
+        let errorTag = ZipkinErrorTag.missing(s, of: batch)
+        if !s.tags.isEmpty || !s.metrics.isEmpty || errorTag != nil {
             JSONWriter.raw(",\"tags\":{", to: &out)
             var first = true
+            if let errorTag {
+                JSONWriter.raw("\"error\":", to: &out)
+                errorTag.withUnsafeBytes { JSONWriter.string($0, to: &out) }
+                first = false
+            }
             for t in batch.tags(of: s) {
                 if !first { out.append(UInt8(ascii: ",")) }
                 first = false

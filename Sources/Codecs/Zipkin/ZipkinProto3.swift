@@ -234,6 +234,12 @@ public enum ZipkinProto3 {
                 if !a.value.isEmpty { batch.withBytes(a.value) { ProtoWriter.bytes(2, $0, to: &out) } }
             }
         }
+        if let errorTag = ZipkinErrorTag.missing(s, of: batch) {
+            ProtoWriter.message(11, to: &out) { out in
+                Array("error".utf8).withUnsafeBytes { ProtoWriter.bytes(1, $0, to: &out) }
+                errorTag.withUnsafeBytes { ProtoWriter.bytes(2, $0, to: &out) }
+            }
+        }
         for t in batch.tags(of: s) {
             let k = Int(t.key.count), v = Int(t.value.count)
             ProtoWriter.tag(11, 2, to: &out)

@@ -26,11 +26,21 @@ public struct SplitMix64: Sendable {
 /// The per-span content checksum carried in the `loadtest.sum` tag.
 ///
 /// It has two parts so the generator can patch payloads in place: a *static* hash of what the
-/// generator never changes (service, name, kind, duration, every tag but the checksum and
-/// `_dd.p.tid`, sorted by key), computed once per template span from the relay's own decoder,
-/// and the *dynamic* fields patched per request (trace id, span id, parent id, start µs),
-/// folded in with `combine`. The sink recomputes both from the span it decoded; any change to
-/// any of these fields makes the tag disagree.
+/// generator never changes, computed once per template span from the relay's own decoder, and
+/// the *dynamic* fields patched per request (trace id, span id, parent id, start µs), folded in
+/// with `combine`. The sink recomputes both from the span it decoded.
+///
+/// The static part covers what must survive any path through the relay, including a format
+/// conversion: service, name, kind, duration (µs), the error state (the flag — Zipkin's
+/// `error` tag and Datadog's `error: 1` both set it), and the value of every tag the generator
+/// sets (`coveredTagKeys`, order-independent). A covered tag missing, renamed or changed makes
+/// the checksum disagree. Tags outside that list are not covered: format conversions add them
+/// legitimately (Zipkin → Datadog writes `peer.service` and `network.destination.ip` from the
+/// remote endpoint, `error.msg` from the error tag's text, `span.kind`, `_dd.p.tid`; Datadog →
+/// Zipkin writes metrics such as `network.destination.port` as tags) — see
+/// `Sources/Codecs/Datadog/DatadogMapping.swift`. Before this list the checksum covered every
+/// tag, and a Zipkin → Datadog relay showed every CLIENT span (the ones with a remote
+/// endpoint) and every error span as "altered".
 public enum SpanChecksum {
     public static let tagKey = "loadtest.sum"
 
@@ -53,21 +63,54 @@ public enum SpanChecksum {
         return SplitMix64.mix(h)
     }
 
-    /// The span's static content: service, name, kind, duration, and every tag but the
-    /// checksum and `_dd.p.tid`, combined order-independently (a decoder or relay may reorder
-    /// tags; it may not change one).
+    /// The tags the generator sets (`TraceShaper`), the only ones the checksum covers.
+    /// `error` is not among them: it is covered as the error flag (Datadog has no such tag).
+    public static let coveredTagKeys: [String] = [
+        "node_id", "zone", "kuma.mesh", "kuma.zone", "component", "http.method", "http.url", "http.protocol",
+        "http.status_code", "guid:x-request-id", "user_agent", "request_size", "response_size", "response_flags",
+        "region", "upstream_cluster", "peer.address", "downstream_cluster",
+    ]
+
+    /// `coveredTagKeys` by their key hash (`hashBytes(key, seed: 3)`), open addressing over 64
+    /// slots: one multiply-free probe per tag instead of string compares.
+    static let coveredTable: [UInt64] = {
+        var t = [UInt64](repeating: 0, count: 64)
+        for k in coveredTagKeys {
+            let h = Array(k.utf8).withUnsafeBytes { hashBytes($0, seed: 3) }
+            var i = Int(h & 63)
+            while t[i] != 0 { i = (i + 1) & 63 }
+            t[i] = h
+        }
+        return t
+    }()
+
+    @inline(__always) static func isCovered(_ keyHash: UInt64, _ table: UnsafeBufferPointer<UInt64>) -> Bool {
+        var i = Int(keyHash & 63)
+        while true {
+            let v = table[i]
+            if v == keyHash { return true }
+            if v == 0 { return false }
+            i = (i + 1) & 63
+        }
+    }
+
+    /// The span's static content: service, name, kind, duration, error flag, and the covered
+    /// tags, combined order-independently (a decoder or relay may reorder tags; it may not
+    /// change, drop or rename one).
     public static func staticHash(_ batch: SpanBatch, _ i: Int) -> UInt64 {
         let s = batch.spans[i]
         var h = batch.withBytes(s.localEndpoint.serviceName) { hashBytes($0, seed: 1) }
         h = SplitMix64.mix(h ^ batch.withBytes(s.name) { hashBytes($0, seed: 2) })
-        h = SplitMix64.mix(h ^ UInt64(s.kind.rawValue) ^ UInt64(bitPattern: s.durationNanos / 1000) << 8)
+        h = SplitMix64.mix(h ^ UInt64(s.kind.rawValue) ^ (s.isError ? 1 << 7 : 0) ^ (UInt64(bitPattern: s.durationNanos / 1000) << 8))
         var tags: UInt64 = 0
-        for t in s.tags {
-            let tag = batch.tags[Int(t)]
-            if batch.equals(tag.key, "loadtest.sum") || batch.equals(tag.key, "_dd.p.tid") { continue }
-            let k = batch.withBytes(tag.key) { hashBytes($0, seed: 3) }
-            let v = batch.withBytes(tag.value) { hashBytes($0, seed: k) }
-            tags &+= SplitMix64.mix(k ^ (v << 1 | v >> 63))
+        coveredTable.withUnsafeBufferPointer { table in
+            for t in s.tags {
+                let tag = batch.tags[Int(t)]
+                let k = batch.withBytes(tag.key) { hashBytes($0, seed: 3) }
+                guard isCovered(k, table) else { continue }
+                let v = batch.withBytes(tag.value) { hashBytes($0, seed: k) }
+                tags &+= SplitMix64.mix(k ^ (v << 1 | v >> 63))
+            }
         }
         return SplitMix64.mix(h ^ tags)
     }

@@ -7,9 +7,11 @@ public enum HTMLReport {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
     }
 
-    /// A line chart of one or more series over `t` (seconds).
+    /// A line chart of one or more series over `t` (seconds): the title, a legend line under
+    /// it, the lines drawn in order (a later one on top; the last dashed when there are several,
+    /// so an equal line under it — p99 = max in a second of few requests — still shows).
     static func chart(title: String, unit: String, series: [(name: String, color: String, points: [(Double, Double)])]) -> String {
-        let w = 760.0, h = 220.0, left = 70.0, bottom = 30.0, top = 24.0, right = 16.0
+        let w = 760.0, h = 240.0, left = 70.0, bottom = 30.0, top = 44.0, right = 16.0
         let all = series.flatMap(\.points)
         guard !all.isEmpty else { return "<p>\(escape(title)): no data</p>" }
         let maxT = max(all.map(\.0).max() ?? 1, 1)
@@ -25,11 +27,12 @@ public enum HTMLReport {
         }
         svg += "<text x='\(w - right)' y='\(h - 6)' text-anchor='end'>\(String(format: "%.0f", maxT)) s</text><text x='\(left)' y='\(h - 6)'>0 s</text>"
         svg += "<text x='12' y='\(h / 2)' transform='rotate(-90 12 \(h / 2))' text-anchor='middle'>\(escape(unit))</text>"
-        var lx = left + 140
-        for s in series {
+        var lx = left
+        for (i, s) in series.enumerated() {
+            let dash = series.count > 1 && i == series.count - 1 ? " stroke-dasharray='6 4'" : ""
             let pts = s.points.map { String(format: "%.1f,%.1f", x($0.0), y($0.1)) }.joined(separator: " ")
-            svg += "<polyline fill='none' stroke='\(s.color)' stroke-width='2' points='\(pts)'/>"
-            svg += "<rect x='\(lx)' y='5' width='10' height='10' fill='\(s.color)'/><text x='\(lx + 14)' y='14'>\(escape(s.name))</text>"
+            svg += "<polyline fill='none' stroke='\(s.color)' stroke-width='2'\(dash) points='\(pts)'/>"
+            svg += "<rect x='\(lx)' y='22' width='10' height='10' fill='\(s.color)'/><text x='\(lx + 14)' y='31'>\(escape(s.name))</text>"
             lx += 90
         }
         return svg + "</svg>"
@@ -85,9 +88,20 @@ extension ScenarioVerdict {
             ("sent / accepted / delivered", "\(sent) / \(accepted) / \(delivered)"),
             ("lost / duplicated / altered / violations", "\(lost) / \(duplicated) / \(altered) / \(violations)"),
         ]
+        if let u = deliveredUnacknowledged, u > 0 { rows.append(("delivered, never acknowledged", "\(u)")) }
+        if relayRestarts > 0 { rows.append(("relay kills (kill -9, restart)", "\(relayRestarts)")) }
         if let c = relayCPUSeconds, let per = spansPerRelayCoreSecond {
             rows.append(("relay CPU", String(format: "%.2f s → %.0f spans/s per relay core", c, per)))
         }
+        for s in sinks where sinks.count > 1 || s.duplicates > 0 {
+            var text = "\(s.uniqueSpans) spans, \(s.duplicates) duplicates"
+            if s.failedOnPurpose > 0 { text += ", \(s.failedOnPurpose) requests failed on purpose" }
+            if let l = s.deliveryLagMicros {
+                text += String(format: ", delivery lag p50 %.1f ms p99 %.1f ms", Double(l.p50) / 1000, Double(l.p99) / 1000)
+            }
+            rows.append(("sink \(s.name)", text))
+        }
+        for n in notes { rows.append(("check", n)) }
         return HTMLReport.page(title: "loadtest run \(scenario)", rows: rows + send.rows, verdict: (passed, reasons), timeline: send.timeline)
     }
 }

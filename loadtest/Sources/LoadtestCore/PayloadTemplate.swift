@@ -25,6 +25,7 @@ public enum WireFormat: String, Sendable, CaseIterable {
         case .datadogV04, .datadogV05: "PUT"
         }
     }
+    public var isDatadog: Bool { self == .datadogV04 || self == .datadogV05 }
     public var contentType: String {
         switch self {
         case .zipkinJSON: "application/json"
@@ -72,6 +73,12 @@ public struct IDSource: Sendable {
             let v = SplitMix64.mix(seed &+ spans)
             if v != 0 { return v }
         }
+    }
+    /// The id `nextSpanID` returned when its counter reached `counter` (nil: a counter it
+    /// skipped because the mix was zero).
+    @inline(__always) public static func spanID(seed: UInt64, counter: UInt64) -> UInt64? {
+        let v = SplitMix64.mix(seed &+ counter)
+        return v == 0 ? nil : v
     }
     @inline(__always) public mutating func nextTrace(is128: Bool) -> (high: UInt64, low: UInt64) {
         traces &+= 1

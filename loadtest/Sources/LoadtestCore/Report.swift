@@ -43,7 +43,11 @@ public struct SendReport: Codable, Sendable, Equatable {
     public var elapsedSeconds: Double
     public var sentRequests: Int
     public var sentSpans: Int
+    /// Bytes on the wire (compressed when `compression` is set).
     public var sentBytes: Int
+    /// Content-Encoding of the bodies (`--compress`; nil: none) and their size before it.
+    public var compression: String? = nil
+    public var uncompressedBytes: Int? = nil
     public var acceptedRequests: Int
     public var acceptedSpans: Int
     public var failedRequests: Int
@@ -78,7 +82,7 @@ public struct SendReport: Codable, Sendable, Equatable {
         return """
         loadtest send: \(format) over \(http) to \(target), \(connections) connection(s) × \(streams) stream(s), \(batchSpans) spans/request
           offered   \(rateSpansPerSecond.map { f($0) + " spans/s" } ?? "max")
-          sent      \(sentSpans) spans in \(sentRequests) requests (\(sentBytes) bytes) in \(String(format: "%.2f", elapsedSeconds)) s
+          sent      \(sentSpans) spans in \(sentRequests) requests (\(sentBytes) bytes\(compression.map { c in ", \(c) from \(uncompressedBytes ?? 0)" } ?? "")) in \(String(format: "%.2f", elapsedSeconds)) s
           accepted  \(acceptedSpans) spans (\(acceptedRequests) requests), failed requests \(failedRequests)
           status    \(codes)
           rate      \(f(spansPerSecond)) spans/s, \(f(requestsPerSecond)) req/s

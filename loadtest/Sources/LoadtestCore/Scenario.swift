@@ -39,6 +39,24 @@ public struct ScenarioPlan: Codable, Sendable, Equatable {
         public var services: Int?
         public var zones: [String]?
         public var zoneRegions: [String: String]?
+        /// Content-Encoding of the bodies: none, gzip, zstd.
+        public var compress: String?
+    }
+    /// `kill -9` of a relay under load, restarted on the same ports and spill directory.
+    public struct Kill: Codable, Sendable, Equatable {
+        /// Seconds into the load.
+        public var afterSeconds: Double
+        /// Seconds between the kill and the restart (default 1).
+        public var downSeconds: Double?
+        /// Which relay of a chain (default: the one the load goes to).
+        public var relay: String?
+    }
+    /// A slow or failing backend must not slow the healthy one: the healthy sink's delivery lag
+    /// (arrival − span start) p99 stays under a bound, and the slow sink really was slow.
+    public struct Isolation: Codable, Sendable, Equatable {
+        public var healthy: String
+        public var slow: String
+        public var maxHealthyLagP99Seconds: Double
     }
     public var description: String
     public var sinks: [Sink]
@@ -47,6 +65,8 @@ public struct ScenarioPlan: Codable, Sendable, Equatable {
     public var relayArgs: [String]?
     public var relays: [Relay]?
     public var send: Load
+    public var killRelay: Kill?
+    public var isolation: Isolation?
     /// How long to wait after the load for the sinks to receive everything accepted.
     public var drainSeconds: Double
 
@@ -77,76 +97,9 @@ public struct ScenarioPlan: Codable, Sendable, Equatable {
     }
 }
 
-/// What a scenario proves: every accepted span delivered once and unaltered, in its region.
-public struct ScenarioVerdict: Codable, Sendable, Equatable {
-    public var scenario: String
-    public var sent: Int
-    public var accepted: Int
-    public var delivered: Int
-    public var lost: Int
-    public var duplicated: Int
-    public var altered: Int
-    public var unverified: Int
-    public var violations: Int
-    public var relayCPUSeconds: Double?
-    /// Spans delivered per second of relay CPU (per core of relay CPU).
-    public var spansPerRelayCoreSecond: Double?
-    public var latencyMicros: LatencySummary
-    public var passed: Bool
-    public var reasons: [String]
-    /// The load's own report (for `--html`).
-    public var send: SendReport?
-
-    public init(scenario: String, send: SendReport, sinks: [SinkStats], relayCPUSeconds: Double?) {
-        self.scenario = scenario
-        sent = send.sentSpans
-        accepted = send.acceptedSpans
-        let delivered = sinks.reduce(0) { $0 + $1.uniqueSpans }
-        self.delivered = delivered
-        lost = max(0, send.acceptedSpans - delivered)
-        duplicated = sinks.reduce(0) { $0 + $1.duplicates }
-        altered = sinks.reduce(0) { $0 + $1.altered }
-        unverified = sinks.reduce(0) { $0 + $1.unverified }
-        violations = sinks.reduce(0) { $0 + $1.violations }
-        self.relayCPUSeconds = relayCPUSeconds
-        spansPerRelayCoreSecond = relayCPUSeconds.flatMap { $0 > 0 ? (Double(delivered) / $0).rounded() : nil }
-        latencyMicros = send.latencyMicros
-        var r: [String] = []
-        let lost = self.lost, altered = self.altered, unverified = self.unverified, violations = self.violations
-        if send.acceptedSpans == 0 { r.append("the relay accepted nothing") }
-        if lost > 0 { r.append("\(lost) accepted spans were not delivered") }
-        if altered > 0 { r.append("\(altered) spans arrived altered") }
-        if unverified > 0 { r.append("\(unverified) spans arrived without their checksum") }
-        if violations > 0 { r.append("\(violations) spans reached a sink outside their region") }
-        reasons = r
-        passed = r.isEmpty
-        self.send = send
-    }
-
-    public func table() -> String {
-        func ms(_ us: UInt64) -> String { String(format: "%.2f ms", Double(us) / 1000) }
-        var lines = [
-            "scenario \(scenario): \(passed ? "PASS" : "FAIL")",
-            "  sent        \(sent)", "  accepted    \(accepted)", "  delivered   \(delivered)", "  lost        \(lost)",
-            "  duplicated  \(duplicated)", "  altered     \(altered)", "  violations  \(violations)",
-        ]
-        if let c = relayCPUSeconds, let per = spansPerRelayCoreSecond {
-            lines.append(String(format: "  relay CPU   %.2f s → %.0f spans/s per relay core", c, per))
-        }
-        lines.append("  latency     p50 \(ms(latencyMicros.p50))  p99 \(ms(latencyMicros.p99))  max \(ms(latencyMicros.max))")
-        for reason in reasons { lines.append("  ✗ \(reason)") }
-        return lines.joined(separator: "\n")
-    }
-
-    public func json() -> String {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? e.encode(self)) ?? Data(), as: UTF8.self)
-    }
-}
-
-/// Runs a scenario: sinks in this process, the built `tracerelay` as a child process, the
-/// generator in this process; then waits for delivery and judges.
+/// Runs a scenario: sinks in this process, the built `tracerelay` as child processes, the
+/// generator in this process; injects the plan's faults (sink outages, `kill -9` of a relay),
+/// waits for delivery and judges, span id by span id.
 public struct ScenarioRunner {
     public var directory: String
     public var relayBinary: String
@@ -197,10 +150,8 @@ public struct ScenarioRunner {
         }
 
         // The relays, sink side first.
-        var relays: [(name: String, process: Process, log: String, handle: FileHandle)] = []
-        defer {
-            for r in relays.reversed() where r.process.isRunning { r.process.terminate(); r.process.waitUntilExit() }
-        }
+        var relays: [RelayProcess] = []
+        defer { for r in relays.reversed() { r.stop() } }
         var relayPorts: [String: Int] = [:]
         var ingestPort = 0
         for spec in plan.relayChain {
@@ -208,19 +159,14 @@ public struct ScenarioRunner {
             let configPath = work.appendingPathComponent("\(spec.name).yaml").path
             try ScenarioPlan.substitute(template, ports: ports, relayPorts: relayPorts).write(toFile: configPath, atomically: true, encoding: .utf8)
             let port = try Self.freePort(), adminPort = try Self.freePort()
-            let relay = Process()
-            relay.executableURL = URL(fileURLWithPath: relayBinary)
-            relay.arguments = ["serve", "--config", configPath, "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(adminPort)",
-                               "--spill-dir", work.appendingPathComponent("spill-\(spec.name)").path] + (spec.args ?? [])
-            let relayLog = work.appendingPathComponent("\(spec.name).log").path
-            _ = FileManager.default.createFile(atPath: relayLog, contents: nil)
-            let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: relayLog))
-            relay.standardOutput = logHandle
-            relay.standardError = logHandle
-            try relay.run()
-            relays.append((spec.name, relay, relayLog, logHandle))
-            log("scenario \(name): relay \(spec.name) pid \(relay.processIdentifier) on :\(port) (admin :\(adminPort))")
-            try waitReady(port: adminPort, relay: relay, logPath: relayLog)
+            let relay = RelayProcess(
+                name: spec.name, binary: relayBinary,
+                arguments: ["serve", "--config", configPath, "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(adminPort)",
+                            "--spill-dir", work.appendingPathComponent("spill-\(spec.name)").path] + (spec.args ?? []),
+                logPath: work.appendingPathComponent("\(spec.name).log").path, adminPort: adminPort)
+            relays.append(relay)
+            try relay.start()
+            log("scenario \(name): relay \(spec.name) pid \(relay.pid) on :\(port) (admin :\(adminPort))")
             relayPorts[spec.name] = port
             ingestPort = port
         }
@@ -237,16 +183,21 @@ public struct ScenarioRunner {
         sc.batch = load.batch ?? 500; sc.connections = load.connections ?? 4; sc.streams = load.streams ?? 10
         sc.shape = MeshShape(services: load.services ?? 50, zones: load.zones ?? MeshShape().zones,
                              zoneRegions: load.zoneRegions ?? MeshShape().zoneRegions)
+        if let c = load.compress {
+            guard let comp = BodyCompression(rawValue: c) else { throw LoadtestError("plan: compress is none, gzip or zstd, not \(c)") }
+            sc.compression = comp
+        }
         sc.progress = progress
-        let cpu0 = relays.map { Self.cpuSeconds(pid: $0.process.processIdentifier) }
+        let cpu0 = relays.map(\.cpuSeconds)
+        let logBox = UncheckedLog(log: self.log)
 
-        // Outages: each sink with `downForSeconds` goes down `downAfterSeconds` into the load.
-        let outages = DispatchGroup()
+        // Faults, on timers from the start of the load.
+        let faults = DispatchGroup()
         for (spec, sink) in zip(plan.sinks, sinks) {
             guard let planned = spec.downForSeconds, case let downFor = outageSeconds ?? planned, downFor > 0 else { continue }
             let after = spec.downAfterSeconds ?? 0
-            let sinkName = spec.name, logBox = UncheckedLog(log: self.log)
-            outages.enter()
+            let sinkName = spec.name
+            faults.enter()
             DispatchQueue.global().asyncAfter(deadline: .now() + after) {
                 logBox.log("scenario \(name): sink \(sinkName) down for \(downFor) s")
                 sink.goDown()
@@ -254,29 +205,49 @@ public struct ScenarioRunner {
                     do { try sink.comeBack(); logBox.log("scenario \(name): sink \(sinkName) back") } catch {
                         logBox.log("scenario \(name): sink \(sinkName) could not listen again: \(error)")
                     }
-                    outages.leave()
+                    faults.leave()
                 }
             }
         }
-        let report = try LoadSender(configuration: sc).run()
-        outages.wait()
+        let restartErrors = Mutex<[String]>([])
+        if let kill = plan.killRelay {
+            guard let victim = relays.first(where: { $0.name == (kill.relay ?? relays.last?.name) }) else {
+                throw LoadtestError("plan: killRelay.relay \(kill.relay ?? "") is not a relay of the scenario")
+            }
+            faults.enter()
+            DispatchQueue.global().asyncAfter(deadline: .now() + kill.afterSeconds) {
+                logBox.log("scenario \(name): kill -9 relay \(victim.name) (pid \(victim.pid))")
+                victim.kill9()
+                DispatchQueue.global().asyncAfter(deadline: .now() + (kill.downSeconds ?? 1)) {
+                    do {
+                        try victim.start()
+                        logBox.log("scenario \(name): relay \(victim.name) restarted (pid \(victim.pid)) on the same spill directory")
+                    } catch {
+                        restartErrors.withLock { $0.append("relay \(victim.name) did not restart: \(error)") }
+                    }
+                    faults.leave()
+                }
+            }
+        }
+        let sender = try LoadSender(configuration: sc)
+        let report = sender.run()
+        faults.wait()
 
-        // Delivery: wait until the sinks hold everything accepted (or stop changing).
+        // Delivery: wait until the sinks hold everything accepted (or stop changing). After a
+        // kill the sinks may also hold spans never acknowledged, so the count alone does not
+        // say the acknowledged ones are all there: check them id by id (once a second).
         let deadline = monoNanos() + UInt64(plan.drainSeconds * 1e9)
+        let killed = plan.killRelay != nil
         var last = -1, stableSince = monoNanos()
         while monoNanos() < deadline {
-            let got = sinks.reduce(0) { $0 + $1.stats.uniqueSpans }
-            if got >= report.acceptedSpans { break }
+            let got = sinks.reduce(0) { $0 + $1.uniqueSpans }
+            if got >= report.acceptedSpans && (!killed || Self.checkAcknowledged(sender: sender, sinks: sinks).missing == 0) { break }
             if got != last { last = got; stableSince = monoNanos() }
-            else if monoNanos() - stableSince > 5_000_000_000 { break }
-            usleep(50_000)
+            else if monoNanos() - stableSince > (killed ? 10_000_000_000 : 5_000_000_000) { break }
+            usleep(killed ? 1_000_000 : 50_000)
         }
-        let cpu1 = relays.map { Self.cpuSeconds(pid: $0.process.processIdentifier) }
-        for r in relays.reversed() {
-            r.process.terminate()
-            r.process.waitUntilExit()
-            try? r.handle.close()
-        }
+        let cpu1 = relays.map(\.cpuSeconds)
+        for r in relays.reversed() { r.stop() }
         var relayCPU: Double? = 0
         for (a, b) in zip(cpu0, cpu1) {
             if let a, let b, let sum = relayCPU { relayCPU = sum + (b - a) } else { relayCPU = nil }
@@ -287,53 +258,77 @@ public struct ScenarioRunner {
             }
             log("scenario \(name): relay CPU " + each.joined(separator: ", "))
         }
-        let verdict = ScenarioVerdict(scenario: name, send: report, sinks: sinks.map(\.stats), relayCPUSeconds: relayCPU)
+
+        let acknowledged = Self.checkAcknowledged(sender: sender, sinks: sinks)
+        let stats = sinks.map(\.report)
+        var failures = restartErrors.withLock { $0 }, notes: [String] = []
+        if let iso = plan.isolation { Self.judgeIsolation(iso, plan: plan, stats: stats, ingestP99Micros: report.latencyMicros.p99,
+                                                            failures: &failures, notes: &notes) }
+        if plan.killRelay != nil {
+            let restarts = relays.reduce(0) { $0 + $1.restarts }
+            if restarts == 0 { failures.append("the relay was never killed") }
+            if report.failedRequests == 0 { notes.append("no request failed across the kill (the relay was down only briefly)") }
+        }
+        let verdict = ScenarioVerdict(scenario: name, send: report, sinks: stats, sinkNames: plan.sinks.map(\.name),
+                                      relayCPUSeconds: relayCPU, acknowledged: acknowledged,
+                                      relayRestarts: relays.reduce(0) { $0 + $1.restarts }, failures: failures, notes: notes)
         if !verdict.passed {
             for r in relays {
-                if let text = try? String(contentsOfFile: r.log, encoding: .utf8), !text.isEmpty {
-                    log("relay \(r.name) log (last lines):\n" + text.split(separator: "\n").suffix(20).joined(separator: "\n"))
-                }
+                if let text = r.lastLogLines(20) { log("relay \(r.name) log (last lines):\n" + text) }
             }
         }
         return verdict
     }
 
-    private func waitReady(port: Int, relay: Process, logPath: String) throws {
-        let group = EventLoopGroup(loopCount: 1)
-        var lg = Logger(label: "loadtest.run"); lg.logLevel = .critical
-        let client = HTTPClient(endpoint: try ClientEndpoint(url: "http://127.0.0.1:\(port)"), group: group, logger: lg)
-        defer { client.shutdown() }
-        let deadline = monoNanos() + 20_000_000_000
-        while monoNanos() < deadline {
-            guard relay.isRunning else {
-                let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-                throw LoadtestError("tracerelay exited (\(relay.terminationStatus)) before it was ready:\n\(text.suffix(2000))")
-            }
-            let done = DispatchSemaphore(value: 0)
-            let ok = Mutex(false)
-            client.send(ClientRequest(method: "GET", path: "/health/ready")) { r in
-                if case .success(let resp) = r, resp.status == 200 { ok.withLock { $0 = true } }
-                done.signal()
-            }
-            done.wait()
-            if ok.withLock({ $0 }) { return }
-            usleep(100_000)
+    /// Every acknowledged span id against the union of what the sinks received: how many
+    /// were acknowledged, how many of those no sink holds, how many delivered were never
+    /// acknowledged (sent, then the answer lost — at a kill, or an error answer after queueing).
+    static func checkAcknowledged(sender: LoadSender, sinks: [SinkServer]) -> (count: Int, missing: Int, unacknowledgedDelivered: Int) {
+        var delivered = SpanIDSet(capacity: sinks.reduce(0) { $0 + $1.uniqueSpans })
+        for s in sinks { s.forEachSpan { _, id in _ = delivered.insert(traceLow: 0, id: id) } }
+        var acked = 0, missing = 0
+        sender.forEachAcknowledgedSpanID { id in
+            acked += 1
+            if !delivered.contains(traceLow: 0, id: id) { missing += 1 }
         }
-        throw LoadtestError("tracerelay was not ready within 20 s")
+        return (acked, missing, max(0, delivered.count - (acked - missing)))
     }
 
-    /// utime + stime of a process, from /proc/<pid>/stat.
-    static func cpuSeconds(pid: Int32) -> Double? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        // After ")": state is field 3; utime and stime are fields 14 and 15.
-        guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
-        return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    /// The isolation check: the healthy sink's delivery lag p99 at most the bound past the
+    /// load's own latency p99 (a span cannot reach a backend before the relay has taken it; on a
+    /// starved machine every answer is late, and that is not the slow backend's doing), and the
+    /// slow one visibly slow or failing (else the scenario proves nothing).
+    static func judgeIsolation(_ iso: ScenarioPlan.Isolation, plan: ScenarioPlan, stats: [SinkStats], ingestP99Micros: UInt64,
+                               failures: inout [String], notes: inout [String]) {
+        let names = plan.sinks.map(\.name)
+        guard let h = names.firstIndex(of: iso.healthy), let s = names.firstIndex(of: iso.slow) else {
+            failures.append("plan: isolation names sinks \(iso.healthy) and \(iso.slow); the plan has \(names)")
+            return
+        }
+        let bound = UInt64(iso.maxHealthyLagP99Seconds * 1e6) + ingestP99Micros
+        let boundText = String(format: "%.3f s (%.3f s + the load's latency p99 %.3f s)", Double(bound) / 1e6,
+                               iso.maxHealthyLagP99Seconds, Double(ingestP99Micros) / 1e6)
+        guard let healthy = stats[h].deliveryLagMicros, stats[h].uniqueSpans > 0 else {
+            failures.append("isolation: the healthy sink \(iso.healthy) received nothing")
+            return
+        }
+        let p99 = String(format: "%.3f s", Double(healthy.p99) / 1e6), slowP50 = stats[s].deliveryLagMicros.map { String(format: "%.3f s", Double($0.p50) / 1e6) } ?? "-"
+        if healthy.p99 > bound {
+            failures.append("isolation: the healthy sink \(iso.healthy)'s delivery lag p99 \(p99) exceeds \(boundText) (slow sink \(iso.slow) p50 \(slowP50))")
+        } else {
+            notes.append("isolation: healthy sink \(iso.healthy) delivery lag p99 \(p99) ≤ \(boundText) while slow sink \(iso.slow) lagged p50 \(slowP50)")
+        }
+        let spec = plan.sinks[s]
+        let slowLag = stats[s].deliveryLagMicros?.p50 ?? 0
+        let wasSlow = (spec.delaySeconds ?? 0) > 0 && Double(slowLag) >= (spec.delaySeconds ?? 0) * 1e6
+        let wasFailing = (spec.failRatio ?? 0) > 0 && stats[s].failedOnPurpose > 0
+        if !wasSlow && !wasFailing {
+            failures.append("isolation: the slow sink \(iso.slow) was neither slow nor failing (lag p50 \(slowP50), \(stats[s].failedOnPurpose) failures): the check proves nothing")
+        }
     }
 }
 
-/// The runner's `log` closure, handed to the outage timers.
+/// The runner's `log` closure, handed to the fault timers.
 private struct UncheckedLog: @unchecked Sendable {
     let log: (String) -> Void
 }

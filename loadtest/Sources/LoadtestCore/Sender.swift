@@ -29,6 +29,8 @@ public struct SendConfiguration: Sendable {
     /// (further capped by `maxQueuedBytes`). Latency still counts from intended times.
     public var maxQueued: Int = 10_000
     public var maxQueuedBytes: Int = 512 << 20
+    /// Content-Encoding of the bodies (`--compress`).
+    public var compression: BodyCompression = .none
     public var progress = false
 
     public init(target: ClientEndpoint) { self.target = target }
@@ -51,6 +53,8 @@ public final class LoadSender: Sendable {
         var interval = LatencyHistogram()
         var intervalSpans = 0, intervalFailed = 0
         var timeline: [TimelinePoint] = []
+        /// Span-id counter ranges (`IDSource.spans` before, after) of every acknowledged request.
+        var acked: [(from: UInt64, to: UInt64)] = []
 
         mutating func closeInterval(at seconds: Double, length: Double) {
             guard interval.count > 0 || length >= 0.999 else { return }
@@ -86,6 +90,19 @@ public final class LoadSender: Sendable {
     }
     let idSeed: UInt64
 
+    /// Every span id the target acknowledged (2xx), regenerated from the id counter ranges of
+    /// the acknowledged requests: what a scenario must find at its sinks.
+    public func forEachAcknowledgedSpanID(_ body: (UInt64) -> Void) {
+        let ranges = stats.withLock { $0.acked }
+        for r in ranges {
+            var n = r.from
+            while n < r.to {
+                n &+= 1
+                if let id = IDSource.spanID(seed: idSeed, counter: n) { body(id) }
+            }
+        }
+    }
+
     /// Ends the run early (SIGINT); in-flight requests still complete.
     public func stop() { stopFlag.store(true, ordering: .relaxed) }
 
@@ -109,6 +126,8 @@ public final class LoadSender: Sendable {
         let slots = DispatchSemaphore(value: window)
         let inflight = DispatchGroup()
         var headers: [(name: String, value: String)] = [("Content-Type", c.format.contentType)]
+        if let e = c.compression.contentEncoding { headers.append(("Content-Encoding", e)) }
+        let compressor = BodyCompressor(c.compression)
         let path = c.target.path == "/" || c.target.path.isEmpty ? c.format.path : c.target.path
 
         let cpu0 = processCPUSeconds()
@@ -141,7 +160,7 @@ public final class LoadSender: Sendable {
 
         var ids = IDSource(seed: idSeed)
         var scratch = PayloadTemplate.Scratch()
-        var k = 0, sentSpans = 0, sentBytes = 0
+        var k = 0, sentSpans = 0, sentBytes = 0, rawBytes = 0
         var maxLag: UInt64 = 0
         while !stopFlag.load(ordering: .relaxed) {
             if let maxRequests = c.requests, k >= maxRequests { break }
@@ -159,13 +178,18 @@ public final class LoadSender: Sendable {
             let now = monoNanos()
             let sendAt = schedule == nil ? max(now, start) : intended
             if schedule != nil, now > intended { maxLag = max(maxLag, (now - intended) / 1000) }
-            let body = template.render(ids: &ids, baseMicros: wall0 + Int64((sendAt &- start) / 1000), scratch: &scratch)
+            let counterBefore = ids.spans
+            let raw = template.render(ids: &ids, baseMicros: wall0 + Int64((sendAt &- start) / 1000), scratch: &scratch)
+            let idRange = (from: counterBefore, to: ids.spans)
+            let body = compressor.compress(raw)
             if c.format == .datadogV04 || c.format == .datadogV05 {
                 headers = [("Content-Type", c.format.contentType), ("X-Datadog-Trace-Count", String(template.traceCount))]
+                if let e = c.compression.contentEncoding { headers.append(("Content-Encoding", e)) }
             }
             let spans = template.spanCount
             sentSpans += spans
             sentBytes += body.count
+            rawBytes += raw.count
             inflight.enter()
             clients[k % clients.count].send(ClientRequest(method: c.format.method, path: path, headers: headers, body: body)) { [self] result in
                 let lat = (monoNanos() &- sendAt) / 1000
@@ -176,7 +200,10 @@ public final class LoadSender: Sendable {
                     switch result {
                     case .success(let r):
                         s.statuses[String(r.status), default: 0] += 1
-                        if (200..<300).contains(r.status) { s.acceptedRequests += 1; s.acceptedSpans += spans; s.intervalSpans += spans } else {
+                        if (200..<300).contains(r.status) {
+                            s.acceptedRequests += 1; s.acceptedSpans += spans; s.intervalSpans += spans
+                            s.acked.append(idRange)
+                        } else {
                             s.failed += 1; s.intervalFailed += 1
                             if s.firstError == nil { s.firstError = "\(r.status): " + String(decoding: r.body.prefix(300), as: UTF8.self) }
                         }
@@ -204,6 +231,8 @@ public final class LoadSender: Sendable {
             format: c.format.rawValue, http: c.http == .h2c ? "h2c" : "http/1.1", target: "\(c.target.description)",
             connections: clients.count, streams: perConnection, batchSpans: templates[0].spanCount, rateSpansPerSecond: c.rate,
             elapsedSeconds: (elapsed * 1000).rounded() / 1000, sentRequests: k, sentSpans: sentSpans, sentBytes: sentBytes,
+            compression: c.compression == .none ? nil : c.compression.rawValue,
+            uncompressedBytes: c.compression == .none ? nil : rawBytes,
             acceptedRequests: s.acceptedRequests, acceptedSpans: s.acceptedSpans, failedRequests: s.failed,
             statusCodes: s.statuses, spansPerSecond: (Double(sentSpans) / elapsed).rounded(),
             requestsPerSecond: (Double(k) / elapsed).rounded(), cpuSeconds: (cpu * 1000).rounded() / 1000,

@@ -21,6 +21,11 @@ public struct SinkStats: Codable, Sendable, Equatable {
     public var noRegion = 0
     public var perService: [String: Int] = [:]
     public var perFormat: [String: Int] = [:]
+    /// Arrival time minus span start, µs (filled in reports and `/stats`, not while counting):
+    /// how late spans reach this backend. The generator stamps spans with their request's
+    /// intended send time plus their offset in the trace (0–0.1 s), so the lag reads up to
+    /// 0.1 s short (clamped at 0); a stalled path shows the stall.
+    public var deliveryLagMicros: LatencySummary? = nil
     public init() {}
 }
 
@@ -31,6 +36,7 @@ public struct SinkAccounting: Sendable {
     public private(set) var stats = SinkStats()
     /// Spans seen, by (trace id low, span id): the generator makes span ids unique per run.
     private var seen = SpanIDSet()
+    public private(set) var deliveryLag = LatencyHistogram()
 
     struct SpanKey: Hashable, Sendable { var traceLow: UInt64; var id: UInt64 }
 
@@ -39,6 +45,7 @@ public struct SinkAccounting: Sendable {
     /// The per-span verdicts for one batch, computed without the lock.
     public struct Checked: Sendable {
         var keys: [SpanKey] = []
+        var lags: [UInt64] = []
         var altered = 0, unverified = 0, violations = 0, noRegion = 0
         var services: [String: Int] = [:]
         var format: String
@@ -49,10 +56,13 @@ public struct SinkAccounting: Sendable {
     public static func check(_ batch: SpanBatch, region: String?, bytes: Int) -> Checked {
         var c = Checked(format: batch.metadata.format.rawValue, bytes: bytes)
         c.keys.reserveCapacity(batch.count)
+        c.lags.reserveCapacity(batch.count)
+        let now = wallMicros()
         var names: [UInt64: String] = [:]
         for i in 0..<batch.count {
             let s = batch.spans[i]
             c.keys.append(SpanKey(traceLow: s.traceID.low, id: s.id))
+            c.lags.append(UInt64(max(0, now - s.startNanos / 1000)))
             if let carried = SpanChecksum.carried(batch, i) {
                 if carried != SpanChecksum.expected(batch, i) { c.altered += 1 }
             } else {
@@ -84,6 +94,7 @@ public struct SinkAccounting: Sendable {
         for k in c.keys {
             if seen.insert(traceLow: k.traceLow, id: k.id) { stats.uniqueSpans += 1 } else { stats.duplicates += 1 }
         }
+        for l in c.lags { deliveryLag.record(l) }
         stats.altered += c.altered
         stats.unverified += c.unverified
         stats.violations += c.violations
@@ -95,6 +106,16 @@ public struct SinkAccounting: Sendable {
     public mutating func add(_ batch: SpanBatch, bytes: Int = 0) {
         add(Self.check(batch, region: region, bytes: bytes))
     }
+
+    /// The stats with the delivery-lag percentiles.
+    public var report: SinkStats {
+        var s = stats
+        if deliveryLag.count > 0 { s.deliveryLagMicros = LatencySummary(deliveryLag) }
+        return s
+    }
+
+    /// Calls `body` with every distinct (trace id low, span id) received.
+    public func forEachSpan(_ body: (_ traceLow: UInt64, _ id: UInt64) -> Void) { seen.forEach(body) }
 
     mutating func addRaw(bytes: Int) { stats.requests += 1; stats.bytes += bytes }
     public mutating func countFailedOnPurpose() { stats.requests += 1; stats.failedOnPurpose += 1 }

@@ -102,12 +102,21 @@ public final class SinkServer: Sendable {
         servers.withLock { $0.append(server) }
     }
 
+    /// The counts (without delivery-lag percentiles: cheap enough to poll).
     public var stats: SinkStats { accounting.withLock { $0.stats } }
+    /// The counts with delivery-lag percentiles.
+    public var report: SinkStats { accounting.withLock { $0.report } }
+    public var uniqueSpans: Int { accounting.withLock { $0.stats.uniqueSpans } }
+
+    /// Calls `body` with every distinct (trace id low, span id) received (under the lock).
+    public func forEachSpan(_ body: (_ traceLow: UInt64, _ id: UInt64) -> Void) {
+        accounting.withLock { $0.forEachSpan(body) }
+    }
 
     public func statsJSON() -> String {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
-        return String(decoding: (try? e.encode(stats)) ?? Data(), as: UTF8.self)
+        return String(decoding: (try? e.encode(report)) ?? Data(), as: UTF8.self)
     }
 
     private func ingest(_ req: HTTPRequest, zipkin: Bool, _ respond: @escaping @Sendable (HTTPResponse) -> Void) {

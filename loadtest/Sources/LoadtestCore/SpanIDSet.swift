@@ -43,6 +43,27 @@ struct SpanIDSet: Sendable {
         }
     }
 
+    /// Whether the pair is in the set.
+    @inline(__always)
+    func contains(traceLow: UInt64, id: UInt64) -> Bool {
+        if traceLow == 0 && id == 0 { return hasZero }
+        var i = Self.hash(traceLow, id) & mask
+        return slots.withUnsafeBufferPointer { s in
+            while true {
+                let a = s[2 * i], b = s[2 * i + 1]
+                if a == 0 && b == 0 { return false }
+                if a == traceLow && b == id { return true }
+                i = (i + 1) & mask
+            }
+        }
+    }
+
+    /// Calls `body` with every pair in the set.
+    func forEach(_ body: (_ traceLow: UInt64, _ id: UInt64) -> Void) {
+        if hasZero { body(0, 0) }
+        for i in stride(from: 0, to: slots.count, by: 2) where slots[i] != 0 || slots[i + 1] != 0 { body(slots[i], slots[i + 1]) }
+    }
+
     private mutating func grow() {
         let old = slots
         let n = (mask + 1) * 2

@@ -70,6 +70,7 @@ struct SendCommand: ParsableCommand {
     @Option(help: "Connections.") var connections = 4
     @Option(help: "Concurrent streams per h2c connection.") var streams = 10
     @Option(help: "Spans per request.") var batch = 500
+    @Option(help: "Content-Encoding of the bodies: none | gzip | zstd (level 1, compressed per request).") var compress = "none"
     @Option(help: "Spans per second, or max.") var rate = "max"
     @Option(help: "Seconds to run (default 10 unless --requests is given).") var duration: Double?
     @Option(help: "Requests to send.") var requests: Int?
@@ -95,6 +96,8 @@ struct SendCommand: ParsableCommand {
         case "2", "h2c", "h2": c.http = .h2c
         default: throw ValidationError("--http is 1.1 or 2")
         }
+        guard let comp = BodyCompression(rawValue: compress) else { throw ValidationError("--compress is none, gzip or zstd") }
+        c.compression = comp
         c.connections = connections; c.streams = streams; c.batch = batch; c.seed = seed; c.loops = loops
         if rate != "max" {
             guard let r = Double(rate), r > 0 else { throw ValidationError("--rate is a positive number of spans/s or max") }

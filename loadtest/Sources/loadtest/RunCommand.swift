@@ -8,10 +8,11 @@ struct RunCommand: ParsableCommand {
         abstract: "Run a scenario (loadtest/scenarios/<name>/: plan.json + relay config) and print its verdict.",
         discussion: """
         Starts the plan's sinks in this process and the built tracerelay as a child (free ports,
-        a temporary spill directory), sends the plan's load, waits for delivery, stops the relay
-        and prints: sent, accepted, delivered, lost, duplicated, altered, violations, spans/s
-        per relay core (CPU from /proc), latency. Exits 1 on any lost accepted span, altered
-        span or residency violation.
+        a temporary spill directory), sends the plan's load, injects its faults (sink outages,
+        kill -9 and restart of a relay), waits for delivery, stops the relay and prints: sent,
+        accepted, delivered, lost, duplicated, altered, violations, spans/s per relay core (CPU
+        from /proc), latency, per-sink delivery lag. Exits 1 on any acknowledged span missing at
+        the sinks (checked id by id), altered span, residency or isolation violation.
         """)
 
     @Argument(help: "Scenario name (a folder under --scenarios) or a path to a scenario folder.") var scenario: String
