@@ -1,5 +1,4 @@
-// Over 500 lines: the two readiness models (Dispatch sources, per-loop epoll) share this file
-// behind `usesEpoll` branches; issue 9 puts them behind one small protocol with two implementations.
+import Basics
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -9,25 +8,15 @@ internal import CShims
 /// One accepted TCP connection: a non-blocking fd, its serial queue (targeting an event
 /// loop), its readiness notifications and the protocol engine it drives.
 ///
-/// Readiness comes in one of two ways (`HTTPServerConfiguration.eventMode`):
-/// - `.dispatchSources`: a read and a write DispatchSource of its own, rules below;
-/// - `.epollPerLoop`: the fd is registered (once, edge-triggered) in its loop's
-///   `EpollPoller`, which calls `pollEvent`; the connection runs on the loop queue itself.
-///   Edge triggering: whenever reading stops before EAGAIN (budget, pause, linger) the
-///   connection schedules its own next read (`scheduleRead`). Closing is `EPOLL_CTL_DEL`
-///   then `close(fd)`, at once, on the loop queue: no DispatchSource watches this fd, so
-///   the "close only in the cancel handler" rule has nothing to wait for; the rest of the
-///   teardown (dropping the engine, telling the server) runs in a later block, like a
-///   cancel handler would.
+/// Readiness comes through a `ConnectionReadiness` (`HTTPServerConfiguration.eventMode`):
+/// per-connection Dispatch sources, or the loop's edge-triggered `EpollPoller`. Everything
+/// here runs on `queue`; entry points assert it in debug builds.
 ///
-/// Invariants with Dispatch sources (DESIGN.md, "Dispatch sources on Linux"):
-/// - both sources are created and activated once, on `queue`, and never re-created (the
-///   write source lazily, the first time the socket's send buffer fills);
-/// - the write source is resumed only while output is pending;
-/// - `close(fd)` happens only in the read source's cancel handler, which (if a write source
-///   exists) is triggered from the write source's cancel handler, so both are cancelled
-///   before the fd goes away.
-final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
+/// Backpressure: the connection stops reading while the engine says so (pipelining and output
+/// limits) and while the peer does not take our output — the bytes it has not received (ours
+/// plus the kernel's send queue, `SIOCOUTQ`) over `maxOutputBufferBytes` (`outputBacklogged`).
+/// Such a connection ends on the idle timeout counted from its last successful write.
+final class Connection: ConnectionContext, @unchecked Sendable {
     let fd: Int32
     let queue: DispatchQueue
     let remoteAddress: String
@@ -41,25 +30,8 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
     /// This connection's listener honours `Upgrade: h2c`.
     private let allowH2CUpgrade: Bool
 
-    private var readSource: DispatchSourceRead?
-    private var writeSource: DispatchSourceWrite?
-    private var timer: DispatchSourceTimer?
-
-    /// `.epollPerLoop` state: the poller (nil in `.dispatchSources` mode), the registration
-    /// token, whether a `send` hit EAGAIN (the next EPOLLOUT edge matters), and whether a
-    /// read is already scheduled.
-    private var poller: EpollPoller?
-    private var pollToken: UInt64 = 0
-    private var wantWrite = false
-    private var readScheduled = false
-    /// The poller reported EPOLLRDHUP/HUP/ERR: read until EOF or an error, since a short
-    /// read no longer proves there is nothing more to learn.
-    private var peerHangup = false
-    private var usesEpoll: Bool { config.eventMode == .epollPerLoop }
-
+    private var readiness: (any ConnectionReadiness)?
     private var engine: (any ProtocolEngine)?
-    /// Typed view of `engine` while it speaks HTTP/1.1 (phase for timeouts, h2c upgrade).
-    private var h1: HTTP1Engine?
     /// Bytes read before the protocol is known (h2c prior-knowledge preface detection).
     private var sniffed: [UInt8] = []
 
@@ -68,15 +40,19 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
     private var readSuspended = false
     /// A `beginTurn` block is queued (the engine yielded after `maxRequestsPerTurn` requests).
     private var turnScheduled = false
-    private var writeResumed = false
     private var eofSeen = false
     private var closeWhenFlushed = false
     private var upgradeWhenFlushed = false
     private var inReadHandler = false
     private var isFlushing = false
 
-    private var out: [UInt8] = []
-    private var outOffset = 0
+    private var out = ByteQueue(retainedCapacity: HTTP1Engine.retainedBufferLimit)
+    /// The peer is not taking our output (see the type's comment).
+    private(set) var outputBacklogged = false
+    /// Bytes handed to the kernel since its send queue was last measured; the queue is
+    /// measured (one `ioctl`) only after `backlogCheckBytes` of them, so a peer that reads
+    /// costs nothing per request.
+    private var sentSinceQueueCheck = 0
 
     private var lastRead: UInt64
     private var lastWrite: UInt64
@@ -101,73 +77,41 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
         self.server = server
         self.bodyBudget = bodyBudget
         self.allowH2CUpgrade = allowH2CUpgrade
-        let now = monotonicNanos()
+        let now = Clock.monotonicNanos()
         lastRead = now
         lastWrite = now
         phaseStart = now
     }
 
-    /// Creates and activates the sources (or registers with the loop's poller). Call on `queue`.
+    /// Starts readiness notifications (sources, or the loop's poller). Call on `queue`.
     func start() {
+        assertOnQueue(queue)
         _ = QueueToken.of(queue)
-        if usesEpoll { return startPolled() }
-        let rs = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        rs.setEventHandler { [unowned self] in self.readable() }
-        rs.setCancelHandler { [self] in
-            Glibc.close(self.fd)
-            self.readSource = nil
-            self.writeSource = nil
-            self.timer = nil
-            self.engine = nil
-            self.h1 = nil
-            self.server?.connectionClosed(self)
+        let r: any ConnectionReadiness = switch config.eventMode {
+        case .dispatchSources: DispatchSourceReadiness(connection: self)
+        case .epollPerLoop: EpollReadiness(connection: self, loop: loop)
         }
-        readSource = rs
-        rs.activate()
-
-        let t = DispatchSource.makeTimerSource(queue: queue)
-        let tick = Self.tickInterval(config)
-        t.schedule(deadline: .now() + tick, repeating: tick, leeway: .milliseconds(Int(tick.toMilliseconds / 4 + 1)))
-        t.setEventHandler { [unowned self] in self.tick() }
-        t.activate()
-        timer = t
-
+        readiness = r
         if !config.enableH2C { installEngine(http1: true) }
-    }
-
-    private func startPolled() {
-        do {
-            let p = try loop.poller()
-            pollToken = try p.add(self, tick: Self.tickInterval(config))
-            poller = p
-        } catch {
+        guard r.start() else {
             phase = .closed
+            readiness = nil
             Glibc.close(fd)
+            engine = nil
             server?.connectionClosed(self)
             return
         }
-        if !config.enableH2C { installEngine(http1: true) }
-        // Bytes may have arrived before the registration: the edge for them was not seen.
-        scheduleRead()
     }
 
-    /// The loop's poller saw readiness (edge-triggered). On `queue`.
-    func pollEvent(readable r: Bool, writable w: Bool, hangup: Bool) {
-        if hangup { peerHangup = true }
-        if w && wantWrite && phase == .open { writable() }
-        if r && phase != .closed { readable() }
+    /// The readiness model's last word: the fd is closed; drop everything.
+    func didClose() {
+        assertOnQueue(queue)
+        readiness = nil
+        engine = nil
+        server?.connectionClosed(self)
     }
 
-    /// Runs `readable` in a later block of the queue (edge-triggered mode: no new edge will
-    /// come for bytes already waiting).
-    private func scheduleRead() {
-        guard !readScheduled else { return }
-        readScheduled = true
-        queue.async { [self] in
-            readScheduled = false
-            readable()
-        }
-    }
+    var tickInterval: DispatchTimeInterval { Self.tickInterval(config) }
 
     static func tickInterval(_ c: HTTPServerConfiguration) -> DispatchTimeInterval {
         var shortest = min(c.idleTimeout, c.headerReadTimeout, c.bodyReadTimeout, c.lingerTimeout)
@@ -179,6 +123,7 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
     // MARK: ConnectionContext
 
     func outputAvailable() {
+        assertOnQueue(queue)
         guard phase == .open else { return }
         if inReadHandler || isFlushing { return } // flushed when they finish
         flush()
@@ -192,11 +137,8 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
     /// The one place that creates engines, so the HTTP/2 hand-off is a single line to change.
     private func makeEngine(http1: Bool, upgrade: H2CUpgrade? = nil) throws -> any ProtocolEngine {
         if http1 {
-            let e = HTTP1Engine(context: self, handler: handler, configuration: config, allowUpgrade: allowH2CUpgrade)
-            h1 = e
-            return e
+            return HTTP1Engine(context: self, handler: handler, configuration: config, allowUpgrade: allowH2CUpgrade)
         }
-        h1 = nil
         if let upgrade {
             return try HTTP2ServerEngine(context: self, handler: handler, configuration: config.resolvedHTTP2, upgrade: upgrade)
         }
@@ -233,13 +175,15 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
 
     // MARK: reading
 
-    private func readable() {
+    /// The socket is readable (a readiness event or a scheduled read).
+    func readable() {
+        assertOnQueue(queue)
         switch phase {
         case .closed: return
         case .lingering: return discardInput()
         case .open: break
         }
-        if usesEpoll && (readSuspended || eofSeen) { return } // edges while paused are ignored
+        guard !readSuspended, !eofSeen, let readiness else { return }
         // A readiness event is a new turn: the engine may start `maxRequestsPerTurn` requests.
         if let engine, engine.beginTurn() == .closeNow { return close() }
         inReadHandler = true
@@ -266,14 +210,14 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
                 disposition = engine?.peerClosed() ?? .closeNow
                 break readLoop
             case .done(let n):
-                lastRead = monotonicNanos()
+                lastRead = Clock.monotonicNanos()
                 bytesRead &+= UInt64(n)
                 budget -= n
                 disposition = deliver(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                 if disposition != .open { break readLoop }
                 // Edge-triggered TCP: a short read emptied the receive queue, and any byte
                 // arriving later raises a new edge — skip the read that would say EAGAIN.
-                if usesEpoll && n < buffer.count && !peerHangup {
+                if n < buffer.count && readiness.shortReadDrains {
                     drained = true
                     break readLoop
                 }
@@ -283,28 +227,20 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
         if disposition == .closeNow { return close() }
         flush()
         applyDisposition()
-        // Edge-triggered: stopped before EAGAIN and still reading → nobody else will call us.
-        if usesEpoll && !drained && phase == .open && !readSuspended && !eofSeen { scheduleRead() }
+        // Stopped before EAGAIN and still reading → make sure reading goes on.
+        if !drained && phase == .open && !readSuspended && !eofSeen { readiness.readStoppedEarly() }
     }
 
     private func pauseReading() {
         guard !readSuspended else { return }
-        if usesEpoll { readSuspended = true; return } // edges are ignored while paused
-        guard let rs = readSource else { return }
-        rs.suspend()
         readSuspended = true
+        readiness?.suspendReads()
     }
 
     private func resumeReading() {
         guard readSuspended, !eofSeen else { return }
-        if usesEpoll {
-            readSuspended = false
-            scheduleRead() // bytes that arrived while paused gave no new edge
-            return
-        }
-        guard let rs = readSource else { return }
-        rs.resume()
         readSuspended = false
+        readiness?.resumeReads()
     }
 
     /// Acts on what the engine wants now (after reading, writing or a late response).
@@ -328,7 +264,7 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
         }
         switch engine.disposition {
         case .open:
-            resumeReading()
+            if outputBacklogged { pauseReading() } else { resumeReading() }
         case .pauseReading:
             pauseReading()
         case .closeAfterFlush:
@@ -346,7 +282,7 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
 
     private func performUpgrade() {
         upgradeWhenFlushed = false
-        guard let up = h1?.takeUpgrade() else { return close() }
+        guard let up = engine?.takeUpgrade() else { return close() }
         do {
             engine = try makeEngine(http1: false, upgrade: up)
         } catch {
@@ -358,62 +294,54 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
 
     // MARK: writing
 
-    private var hasUnsentOutput: Bool { outOffset < out.count || (engine?.hasPendingOutput ?? false) }
+    private var hasUnsentOutput: Bool { !out.isEmpty || (engine?.hasPendingOutput ?? false) }
 
-    /// Writes pending output until done or the socket is full (then the write source waits).
+    /// Writes pending output until done or the socket is full (then readiness calls `writable`).
     private func flush() {
         guard phase == .open, !isFlushing else { return }
         isFlushing = true
         defer { isFlushing = false }
         while true {
-            if outOffset == out.count {
-                clearRetainingLittle(&out)
-                outOffset = 0
-                guard let engine, engine.hasPendingOutput else { break }
-                engine.drainOutput(into: &out, limit: 1 << 20)
-                if out.isEmpty { break }
-            }
-            let r: IOResult<Int>
+            let allSent: Bool
             do {
-                r = try out.withUnsafeBytes { p throws(SystemCallError) in
-                    try syscall("send") { Glibc.send(fd, p.baseAddress! + outOffset, p.count - outOffset, Int32(MSG_NOSIGNAL)) }
-                }
+                allSent = try out.send(to: fd, refill: { dest in
+                    engine?.drainOutput(into: &dest, limit: 1 << 20)
+                }, sent: { n in
+                    lastWrite = Clock.monotonicNanos()
+                    sentSinceQueueCheck &+= n
+                })
             } catch {
                 isFlushing = false
                 return close()
             }
-            switch r {
-            case .wouldBlock:
-                armWriteSource()
-                return
-            case .done(let n):
-                outOffset += n
-                lastWrite = monotonicNanos()
-            }
+            if allSent { readiness?.writesDone() } else { readiness?.waitForWritable() }
+            guard !allSent || outputBacklogged || sentSinceQueueCheck >= backlogCheckBytes else { return }
+            // The backlog cleared and the engine parsed again: send what that produced.
+            guard measureBacklog(), allSent, engine?.hasPendingOutput == true else { return }
         }
-        wantWrite = false
-        if writeResumed { writeSource?.suspend(); writeResumed = false }
     }
 
-    /// The socket is full: wait for it to drain. The write source is created the first time
-    /// this happens (most connections never fill their send buffer, and an idle write source
-    /// still costs epoll updates), then only resumed and suspended.
-    private func armWriteSource() {
-        if usesEpoll { wantWrite = true; return } // the next EPOLLOUT edge calls writable()
-        if let ws = writeSource {
-            if !writeResumed { ws.resume(); writeResumed = true }
-            return
-        }
-        let ws = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-        ws.setEventHandler { [unowned self] in self.writable() }
-        // Cancel order: write source first, then the read source, whose handler closes the fd.
-        ws.setCancelHandler { [self] in self.readSource?.cancel() }
-        writeSource = ws
-        writeResumed = true
-        ws.activate()
+    /// How often (in bytes sent) the kernel's send queue is measured.
+    private var backlogCheckBytes: Int { max(1, config.maxOutputBufferBytes / 4) }
+
+    /// Measures what the peer has not received yet (our buffer and the kernel's send queue)
+    /// and updates `outputBacklogged`, telling the engine when it changes. Returns true when
+    /// the backlog just cleared (the engine may have parsed and answered more).
+    private func measureBacklog() -> Bool {
+        var kernel: Int32 = 0
+        if ioctl(fd, UInt(TIOCOUTQ), &kernel) != 0 { kernel = 0 }
+        let queued = Int(kernel) + out.count
+        let was = outputBacklogged
+        outputBacklogged = queued > config.maxOutputBufferBytes
+        sentSinceQueueCheck = outputBacklogged ? 0 : queued
+        guard was != outputBacklogged, phase == .open, let engine else { return false }
+        _ = engine.outputBacklogChanged(outputBacklogged) // its disposition is acted on by the caller
+        return was
     }
 
-    private func writable() {
+    /// The socket drained after a `send` hit EAGAIN.
+    func writable() {
+        assertOnQueue(queue)
         guard phase == .open else { return }
         flush()
         guard phase == .open, !hasUnsentOutput else { return }
@@ -432,13 +360,9 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
         if eofSeen { return close() }
         phase = .lingering
         Glibc.shutdown(fd, Int32(SHUT_WR))
-        lingerDeadline = monotonicNanos() + UInt64(config.lingerTimeout * 1e9)
-        if usesEpoll {
-            readSuspended = false
-            scheduleRead()
-            return
-        }
-        if readSuspended { readSource?.resume(); readSuspended = false }
+        lingerDeadline = Clock.monotonicNanos() + UInt64(config.lingerTimeout * 1e9)
+        readSuspended = false
+        readiness?.resumeReads()
     }
 
     private func discardInput() {
@@ -452,38 +376,22 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
             case .done(let n): budget -= n
             }
         }
-        if usesEpoll { scheduleRead() } // budget spent before EAGAIN
+        readiness?.readStoppedEarly() // budget spent before EAGAIN
     }
 
-    /// Cancels the sources; the fd is closed by the read source's cancel handler.
+    /// Stops the readiness notifications and closes the fd (see `ConnectionReadiness.close`).
     func close() {
+        assertOnQueue(queue)
         guard phase != .closed else { return }
         phase = .closed
-        if let poller {
-            poller.remove(token: pollToken, fd: fd)
-            Glibc.close(fd)
-            queue.async { [self] in
-                self.poller = nil
-                engine = nil
-                h1 = nil
-                server?.connectionClosed(self)
-            }
-            return
-        }
-        timer?.cancel()
-        if readSuspended { readSource?.resume(); readSuspended = false }
-        if let ws = writeSource {
-            if !writeResumed { ws.resume(); writeResumed = true }
-            ws.cancel() // its cancel handler cancels the read source
-        } else {
-            readSource?.cancel()
-        }
+        readiness?.close()
     }
 
     // MARK: timers and shutdown
 
     func tick() {
-        let now = monotonicNanos()
+        assertOnQueue(queue)
+        var now = Clock.monotonicNanos()
         switch phase {
         case .closed: return
         case .lingering:
@@ -495,12 +403,15 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
             if now - lastRead > seconds(config.headerReadTimeout) { close() }
             return
         }
-        let phaseNow: ReadPhase
-        if let h1 {
-            phaseNow = h1.readPhase
-        } else {
-            phaseNow = engine.inFlightRequests == 0 && !hasUnsentOutput ? .idle : .busy
+        // The peer may have taken output without our writing anything since (no EAGAIN, so
+        // no write event): look again.
+        if outputBacklogged && measureBacklog() {
+            flush()
+            applyDisposition()
+            guard phase == .open else { return }
+            now = Clock.monotonicNanos() // the flush may have written after `now`
         }
+        let phaseNow = engine.readPhase ?? (engine.inFlightRequests == 0 && !hasUnsentOutput ? .idle : .busy)
         if phaseNow != lastPhase {
             lastPhase = phaseNow
             phaseStart = now
@@ -516,7 +427,7 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
         case .body:
             if now - lastRead > seconds(config.bodyReadTimeout) {
                 kind = .bodyRead
-            } else if config.minBodyRate > 0, let h1 {
+            } else if config.minBodyRate > 0 {
                 // Average rate over each window: a trickle of bytes does not keep a body (and
                 // its share of the body budget) alive the way a plain between-reads timeout would.
                 if readSuspended {
@@ -528,7 +439,7 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
                     rateWindowStart = now
                     rateWindowBytes = bytesRead
                     if got < Double(config.minBodyRate) * elapsed {
-                        let d = h1.bodyTooSlow()
+                        let d = engine.bodyTooSlow()
                         if d == .closeNow { return close() }
                         flush()
                         applyDisposition()
@@ -538,7 +449,7 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
             }
         case .busy:
             // A peer that stops taking our output is as idle as one that sends nothing.
-            if hasUnsentOutput && now - lastWrite > seconds(config.idleTimeout) { return close() }
+            if (hasUnsentOutput || outputBacklogged) && now - lastWrite > seconds(config.idleTimeout) { return close() }
         }
         guard let kind else { return }
         let d = engine.timeout(kind)
@@ -550,28 +461,16 @@ final class Connection: ConnectionContext, PollTarget, @unchecked Sendable {
     private func seconds(_ s: Double) -> UInt64 { UInt64(s * 1e9) }
 
     /// Buffer capacity held by the connection and its engine (tests of buffer reuse). On `queue`.
-    var retainedBufferBytes: Int { out.capacity + sniffed.capacity + (h1?.retainedBufferBytes ?? 0) }
+    var retainedBufferBytes: Int { out.capacity + sniffed.capacity + (engine?.retainedBufferBytes ?? 0) }
 
     /// Graceful shutdown: the engine stops taking new requests and finishes the current ones.
     func beginShutdown() {
+        assertOnQueue(queue)
         guard phase == .open else { return }
         guard let engine else { return close() }
         let d = engine.beginShutdown()
         if d == .closeNow { return close() }
         flush()
         applyDisposition()
-    }
-}
-
-extension DispatchTimeInterval {
-    fileprivate var toMilliseconds: Int {
-        switch self {
-        case .seconds(let s): s * 1000
-        case .milliseconds(let m): m
-        case .microseconds(let u): u / 1000
-        case .nanoseconds(let n): n / 1_000_000
-        case .never: 1000
-        @unknown default: 1000
-        }
     }
 }

@@ -18,8 +18,8 @@ internal import CShims
 /// For Dispatch the epoll fd is level-triggered: while any registration is ready the source
 /// fires again, so the handler may stop after a bounded batch.
 ///
-/// Everything here runs on `queue` (the loop's serial queue); created lazily by the first
-/// connection of the loop. Server connections (`Connection`) and outbound client connections
+/// Everything here runs on `queue` (the loop's serial queue; asserted in debug builds);
+/// created lazily by the first connection of the loop. Server connections (`Connection`) and outbound client connections
 /// (`ClientConnection`) share it through `PollTarget`.
 final class EpollPoller: @unchecked Sendable {
     let fd: Int32
@@ -55,6 +55,7 @@ final class EpollPoller: @unchecked Sendable {
 
     /// Starts the epoll source and the tick timer. Call once, on `queue`.
     private func activate(tick: DispatchTimeInterval) {
+        assertOnQueue(queue)
         let s = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
         s.setEventHandler { [weak self] in self?.drain() }
         let epfd = fd
@@ -83,6 +84,7 @@ final class EpollPoller: @unchecked Sendable {
     /// timer runs at the shortest `tick` any registration asked for (a client with sub-second
     /// timeouts may share the loop with a server ticking once a second).
     func add(_ connection: any PollTarget, tick: DispatchTimeInterval) throws(SystemCallError) -> UInt64 {
+        assertOnQueue(queue)
         if source == nil {
             activate(tick: tick)
         } else if tick.nanoseconds < tickNanos, let timer {
@@ -112,6 +114,7 @@ final class EpollPoller: @unchecked Sendable {
     /// Removes a registration (EPOLL_CTL_DEL) before its fd is closed. Events of this
     /// registration already fetched in the current batch are dropped by the generation check.
     func remove(token: UInt64, fd connectionFD: Int32) {
+        assertOnQueue(queue)
         let slot = Int(token & 0xffff_ffff)
         guard slot < slots.count, UInt64(generations[slot]) == token >> 32, slots[slot] != nil else { return }
         _ = try? syscallBlocking("epoll_ctl") { tr_epoll_del(fd, connectionFD) }
@@ -123,6 +126,7 @@ final class EpollPoller: @unchecked Sendable {
 
     /// The epoll fd is readable: run every ready connection, at most `batch × rounds` events.
     private func drain() {
+        assertOnQueue(queue)
         for _ in 0..<Self.rounds {
             let n = tr_epoll_wait(fd, datas, events, Int32(Self.batch), 0)
             if n <= 0 { return } // 0: nothing ready; -1 (EINTR…): the source fires again
@@ -140,6 +144,7 @@ final class EpollPoller: @unchecked Sendable {
     }
 
     private func tickAll() {
+        assertOnQueue(queue)
         let now = slots // connections may close (and leave the table) while ticking
         for case let c? in now { c.tick() }
     }

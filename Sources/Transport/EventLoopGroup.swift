@@ -10,14 +10,18 @@ import Glibc
 final class EventLoop: @unchecked Sendable {
     let queue: DispatchQueue
     let index: Int
-    /// Scratch space for `read(2)`; only touched from blocks running on `queue` (or a queue
-    /// targeting it).
-    let readBuffer: UnsafeMutableRawBufferPointer
+    /// Scratch space for `read(2)`, shared by every socket of the loop: only touched from
+    /// blocks running on `queue` (or a queue targeting it), which debug builds assert.
+    var readBuffer: UnsafeMutableRawBufferPointer {
+        assertOnQueue(queue)
+        return sharedReadBuffer
+    }
+    private let sharedReadBuffer: UnsafeMutableRawBufferPointer
 
     init(index: Int, readBufferSize: Int) {
         self.index = index
         self.queue = DispatchQueue(label: "tracerelay.loop.\(index)", qos: .userInitiated)
-        self.readBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
+        self.sharedReadBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
     }
 
     /// The loop's epoll poller (`HTTPEventMode.epollPerLoop`), created by the first
@@ -26,6 +30,7 @@ final class EventLoop: @unchecked Sendable {
 
     /// The poller, creating it if needed. Call on `queue`.
     func poller() throws(SystemCallError) -> EpollPoller {
+        assertOnQueue(queue)
         if let epoll { return epoll }
         let p = try EpollPoller(queue: queue)
         epoll = p
@@ -34,7 +39,7 @@ final class EventLoop: @unchecked Sendable {
 
     deinit {
         epoll?.stop()
-        readBuffer.deallocate()
+        sharedReadBuffer.deallocate()
     }
 }
 
@@ -103,4 +108,15 @@ final class QueueToken: Sendable {
     /// Whether the current thread runs a block of the queue this token marks.
     @inline(__always)
     var isCurrent: Bool { DispatchQueue.getSpecific(key: QueueToken.key) === self }
+}
+
+/// Asserts that the caller runs on `queue` (or a queue targeting it): the confinement rule of
+/// the queue-confined types (`Connection`, the engines, `EpollPoller`, the loop's read buffer,
+/// listeners, `ClientConnection`). Debug builds only — tests run them; release builds pay
+/// nothing.
+@inline(__always)
+func assertOnQueue(_ queue: DispatchQueue) {
+    #if DEBUG
+    dispatchPrecondition(condition: .onQueue(queue))
+    #endif
 }

@@ -1,3 +1,4 @@
+import Basics
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -9,9 +10,7 @@ enum HTTPDate {
 
     /// `Date: Wed, 25 Nov 2026 15:45:03 GMT\r\n` for the current second.
     static func headerLine() -> [UInt8] {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        let now = Int(ts.tv_sec)
+        let now = Clock.wallSeconds()
         return cache.withLock { c in
             if c.second != now {
                 c = (now, Array("Date: \(format(now))\r\n".utf8))

@@ -86,7 +86,7 @@ public final class HTTPServer: Sendable {
         self.handler = handler
         self.logger = logger
         self.group = group
-        self.bodyBudget = BodyBudget(limit: configuration.maxBufferedBodyBytes)
+        self.bodyBudget = BodyBudget(limit: configuration.maxBufferedBodyBytes, stallTimeout: configuration.stalledBodyTimeout)
     }
 
     /// Binds and starts accepting on every address. Throws `ListenError` naming the address
@@ -199,7 +199,8 @@ public final class HTTPServer: Sendable {
     }
 }
 
-/// One listening socket and its accept source.
+/// One listening socket and its accept source. Its state is confined to `queue` (asserted in
+/// debug builds).
 final class Listener: @unchecked Sendable {
     let fd: Int32
     let bound: BoundListener
@@ -225,6 +226,7 @@ final class Listener: @unchecked Sendable {
 
     func start() {
         queue.async { [self] in
+            assertOnQueue(queue)
             let s = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
             s.setEventHandler { [unowned self] in self.acceptReady() }
             s.setCancelHandler { [self] in Glibc.close(self.fd) }
@@ -235,6 +237,7 @@ final class Listener: @unchecked Sendable {
 
     func stop() {
         queue.async { [self] in
+            assertOnQueue(queue)
             guard !stopped else { return }
             stopped = true
             if backingOff { source?.resume(); backingOff = false }
@@ -244,6 +247,7 @@ final class Listener: @unchecked Sendable {
 
     /// Accepts until EAGAIN, at most `acceptBudget` per event.
     private func acceptReady() {
+        assertOnQueue(queue)
         guard !stopped, let server else { return }
         for _ in 0..<config.acceptBudget {
             let result: Socket.AcceptResult

@@ -27,6 +27,11 @@ public struct HTTPServerConfiguration: Sendable {
     /// stream with REFUSED_STREAM. Bytes count from the moment they are buffered until the
     /// request reaches its handler. Default: a quarter of physical memory, at most 1 GiB.
     public var maxBufferedBodyBytes: Int = BodyBudget.defaultLimit
+    /// When the body budget is full and a new reservation fails, the buffered body that has
+    /// made no progress for the longest time is aborted (HTTP/1.1: 408 and close) if that time
+    /// is at least this many seconds, so stalled bodies cannot hold the budget against
+    /// clients that send. Default 5 s.
+    public var stalledBodyTimeout: Double = 5
     /// Least average rate, in bytes per second over each `bodyRateWindow`, at which a body
     /// being received must progress (like nginx's `client_body_timeout`, but a trickle of a
     /// few bytes, or HTTP/2 PINGs, do not reset it). Below it → 408 and close. 0 = off.

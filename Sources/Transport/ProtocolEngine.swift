@@ -35,7 +35,7 @@ package enum EngineDisposition: Equatable, Sendable {
     /// Close at once (protocol error beyond recovery, output already queued is dropped).
     case closeNow
     /// HTTP/1.1 accepted `Upgrade: h2c`: the connection sends the pending output (the 101
-    /// response), takes `HTTP1Engine.takeUpgrade()` and continues with an HTTP/2 engine.
+    /// response), takes `ProtocolEngine.takeUpgrade()` and continues with an HTTP/2 engine.
     case upgradeToHTTP2
 }
 
@@ -82,11 +82,29 @@ package protocol ProtocolEngine: AnyObject {
     var wantsNewTurn: Bool { get }
     /// A new turn of the event loop for this connection: parsing may go on.
     func beginTurn() -> EngineDisposition
+    /// The peer stopped (`true`) or resumed (`false`) taking our output: the response bytes it
+    /// has not received (the connection's and the kernel's send queue) passed
+    /// `maxOutputBufferBytes`. An engine starts no new request while it holds.
+    func outputBacklogChanged(_ backlogged: Bool) -> EngineDisposition
+    /// What the connection's timer should watch (`nil`: the connection decides from
+    /// `inFlightRequests` and its output).
+    var readPhase: ReadPhase? { get }
+    /// The connection measured a body arriving slower than `minBodyRate`: answer and close.
+    func bodyTooSlow() -> EngineDisposition
+    /// After `.upgradeToHTTP2`: what the HTTP/2 engine continues with. Once.
+    func takeUpgrade() -> H2CUpgrade?
+    /// Buffer capacity the engine holds, for tests of buffer reuse.
+    var retainedBufferBytes: Int { get }
 }
 
 extension ProtocolEngine {
     package var wantsNewTurn: Bool { false }
     package func beginTurn() -> EngineDisposition { disposition }
+    package func outputBacklogChanged(_ backlogged: Bool) -> EngineDisposition { disposition }
+    package var readPhase: ReadPhase? { nil }
+    package func bodyTooSlow() -> EngineDisposition { disposition }
+    package func takeUpgrade() -> H2CUpgrade? { nil }
+    package var retainedBufferBytes: Int { 0 }
 }
 
 package enum TimeoutKind: Sendable { case idle, headerRead, bodyRead }

@@ -1,3 +1,4 @@
+import Basics
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -52,10 +53,5 @@ func syscallBlocking<T: FixedWidthInteger>(_ name: StaticString, _ body: () -> T
     }
 }
 
-/// Monotonic clock in nanoseconds (vDSO, no syscall on Linux).
-@inline(__always)
-package func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}
+/// Forwarding shim for `Basics.Clock.monotonicNanos()`, kept for HTTP2ServerEngine.swift and tests.
+@inline(__always) package func monotonicNanos() -> UInt64 { Clock.monotonicNanos() }

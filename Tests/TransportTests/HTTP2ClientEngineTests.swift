@@ -35,7 +35,7 @@ final class H2ClientHarness: @unchecked Sendable {
         self.up = up
         if case .random(let seed) = down { rng = H2SplitMix64(seed: seed) } else { rng = H2SplitMix64(seed: 1) }
         let context = self.context
-        client = context.queue.sync { HTTP2ClientEngine(configuration: clientConfiguration) }
+        client = context.queue.sync { HTTP2ClientEngine(configuration: clientConfiguration, queue: context.queue) }
         server = context.queue.sync { HTTP2ServerEngine(context: context, handler: handler, configuration: serverConfiguration) }
     }
 

@@ -414,7 +414,10 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         let ctx = H2TestContext()
         let upgrade = H2CUpgrade(request: HTTPRequest(method: "GET", path: "/"), settingsPayload: [0, 4, 0], remainingBytes: [])
         #expect(throws: HTTP2Error.self) {
-            _ = try HTTP2ServerEngine(context: ctx, handler: checksumHandler(), configuration: HTTP2Configuration(), upgrade: upgrade)
+            // On the context's queue, as a connection does (the upgrade initializer asserts it).
+            _ = try ctx.queue.sync {
+                try HTTP2ServerEngine(context: ctx, handler: checksumHandler(), configuration: HTTP2Configuration(), upgrade: upgrade)
+            }
         }
     }
 

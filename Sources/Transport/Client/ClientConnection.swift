@@ -1,3 +1,4 @@
+import Basics
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -48,7 +49,7 @@ protocol ClientConnectionOwner: AnyObject, Sendable {
 /// (a stale keep-alive connection the server closed just before our write) hands the request
 /// back to the owner for one retry on a fresh connection.
 ///
-/// Everything runs on `queue` (the loop's queue); entry points assert it.
+/// Everything runs on `queue` (the loop's queue); entry points assert it in debug builds.
 final class ClientConnection: PollTarget, @unchecked Sendable {
     private(set) var fd: Int32 = -1
     let loop: EventLoop
@@ -70,8 +71,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     private var readScheduled = false
     private var peerHangup = false
 
-    private var out: [UInt8] = []
-    private var outOffset = 0
+    private var out = ByteQueue(retainedCapacity: Int.max)
     private var sendError: SystemCallError?
 
     private var connectDeadline: UInt64 = 0
@@ -122,7 +122,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
             return e
         case .h2c:
             h1 = nil
-            return HTTP2ClientEngine(configuration: config)
+            return HTTP2ClientEngine(configuration: config, queue: queue)
         }
     }
 
@@ -130,7 +130,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
 
     /// Opens the socket and starts the non-blocking connect.
     func start() {
-        dispatchPrecondition(condition: .onQueue(queue))
+        assertOnQueue(queue)
         defer { deliver() }
         guard phase == .new else { return }
         let s = socket(address.family, Int32(SOCK_STREAM.rawValue) | tr_sock_nonblock() | tr_sock_cloexec(), 0)
@@ -138,7 +138,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
         fd = s
         phase = .connecting
         _ = try? Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
-        connectDeadline = monotonicNanos() + nanos(config.connectTimeout)
+        connectDeadline = Clock.monotonicNanos() + nanos(config.connectTimeout)
         var storage = sockaddr_storage()
         let length = min(address.sockaddr.count, MemoryLayout<sockaddr_storage>.size)
         withUnsafeMutableBytes(of: &storage) { dst in
@@ -163,7 +163,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
 
     /// The owner has requests waiting: pull some if there is capacity.
     func wake() {
-        dispatchPrecondition(condition: .onQueue(queue))
+        assertOnQueue(queue)
         defer { deliver() }
         needsPull = true
         process()
@@ -171,7 +171,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
 
     /// The address left the backend's DNS answer: take no more requests, close once idle.
     func retire() {
-        dispatchPrecondition(condition: .onQueue(queue))
+        assertOnQueue(queue)
         defer { deliver() }
         retiring = true
         process()
@@ -179,7 +179,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
 
     /// The client shuts down: fail what is in flight with `.shutdown`, close.
     func shutdown() {
-        dispatchPrecondition(condition: .onQueue(queue))
+        assertOnQueue(queue)
         defer { deliver() }
         switch phase {
         case .closed: return
@@ -191,7 +191,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     // MARK: PollTarget
 
     func pollEvent(readable r: Bool, writable w: Bool, hangup h: Bool) {
-        dispatchPrecondition(condition: .onQueue(queue))
+        assertOnQueue(queue)
         defer { deliver() }
         switch phase {
         case .new, .closed:
@@ -206,9 +206,9 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     }
 
     func tick() {
-        dispatchPrecondition(condition: .onQueue(queue))
+        assertOnQueue(queue)
         defer { deliver() }
-        let now = monotonicNanos()
+        let now = Clock.monotonicNanos()
         switch phase {
         case .new, .closed:
             return
@@ -247,7 +247,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
 
     private func connected() {
         phase = .open
-        lastActivity = monotonicNanos()
+        lastActivity = Clock.monotonicNanos()
         engine = makeEngine()
         needsPull = true
         process()
@@ -273,8 +273,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
             self.poller = nil
         }
         if fd >= 0 { Glibc.close(fd) }
-        out = []
-        outOffset = 0
+        out = ByteQueue(retainedCapacity: Int.max)
     }
 
     // MARK: the engine
@@ -315,7 +314,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
                 close(ClientError(.connectionClosed, "connection to \(address.text) closed by the server", requestMaybeSent: true))
             } else if phase == .open {
                 phase = .closing
-                closingSince = monotonicNanos()
+                closingSince = Clock.monotonicNanos()
             }
         case .open:
             if retiring && engine.inFlight == 0 && !hasUnsentOutput {
@@ -339,13 +338,12 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
         switch result {
         case .success:
             completed += 1
-            lastActivity = monotonicNanos()
+            lastActivity = Clock.monotonicNanos()
             // HTTP/1.1 answered while part of its request was still unsent: the stream state is
             // unknown (the engine dropped its own unsent part; this is ours).
-            if h1 != nil && outOffset < out.count {
+            if h1 != nil && !out.isEmpty {
                 earlyResponse = true
-                out = []
-                outOffset = 0
+                out = ByteQueue(retainedCapacity: Int.max)
             }
             ready.append((p, result))
         case .failure(let e):
@@ -401,7 +399,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
             case .done(let n):
                 budget -= n
                 bytesReceived &+= UInt64(n)
-                lastActivity = monotonicNanos()
+                lastActivity = Clock.monotonicNanos()
                 let state = engine.receive(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                 if stopOnState && state != .open { return true }
                 // Edge-triggered: a short read emptied the socket; later bytes raise a new edge.
@@ -424,41 +422,23 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
 
     // MARK: writing
 
-    private var hasUnsentOutput: Bool { outOffset < out.count || (engine?.hasPendingOutput ?? false) }
+    private var hasUnsentOutput: Bool { !out.isEmpty || (engine?.hasPendingOutput ?? false) }
 
     /// Writes pending output until done or the socket is full (then EPOLLOUT calls `process`).
     private func flush() {
-        guard let engine, sendError == nil else { return }
-        while phase == .open || phase == .closing {
-            if outOffset == out.count {
-                out.removeAll(keepingCapacity: true)
-                outOffset = 0
-                guard engine.hasPendingOutput else { break }
-                engine.drainOutput(into: &out, limit: Self.drainLimit)
-                if out.isEmpty { break }
-            }
-            let r: IOResult<Int>
-            do {
-                r = try out.withUnsafeBytes { p throws(SystemCallError) in
-                    try syscall("send") { Glibc.send(fd, p.baseAddress! + outOffset, p.count - outOffset, Int32(MSG_NOSIGNAL)) }
-                }
-            } catch {
-                sendError = (error as? SystemCallError) ?? SystemCallError(call: "send", errno: EIO)
-                out = []
-                outOffset = 0
-                return
-            }
-            switch r {
-            case .wouldBlock:
-                wantWrite = true
-                return
-            case .done(let n):
-                outOffset += n
-                lastActivity = monotonicNanos()
+        guard let engine, sendError == nil, phase == .open || phase == .closing else { return }
+        do {
+            let allSent = try out.send(to: fd, refill: { dest in
+                engine.drainOutput(into: &dest, limit: Self.drainLimit)
+            }, sent: { _ in
+                lastActivity = Clock.monotonicNanos()
                 if responseClock == 0 && engine.inFlight > 0 { responseClock = lastActivity }
-            }
+            })
+            wantWrite = !allSent
+        } catch {
+            sendError = error
+            out = ByteQueue(retainedCapacity: Int.max)
         }
-        wantWrite = false
     }
 
     // MARK: closing

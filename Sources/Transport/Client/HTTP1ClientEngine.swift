@@ -1,5 +1,3 @@
-// Just over 500 lines: request serialization and response parsing of one client connection;
-// the byte helpers it shares with the server engine live in HTTPSyntax.swift.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,16 +35,15 @@ package final class HTTP1ClientEngine: ClientEngine {
     private enum Parse {
         case head
         case body(remaining: Int)
-        case chunkSize
-        case chunkData(remaining: Int)
-        case chunkDataEnd
-        case trailers(bytes: Int)
+        /// A chunked body: `chunks` has the framing state.
+        case chunked
         /// No length: the body runs until the server closes.
         case untilEOF
     }
 
     private var current: InFlight?
     private var parse: Parse = .head
+    private var chunks = ChunkedDecoder(bareLF: true, maxTrailerBytes: 0)
     /// Unconsumed input: a partial head, chunk-size line, chunk end or trailer line.
     private var inBuf: [UInt8] = []
     /// Bytes of the partial head in `inBuf` already scanned for its end.
@@ -58,8 +55,7 @@ package final class HTTP1ClientEngine: ClientEngine {
     /// The response being read ends the connection (`Connection: close`, HTTP/1.0, EOF-delimited).
     private var responseCloses = false
 
-    private var out: [UInt8] = []
-    private var outStart = 0
+    private var out = ByteQueue(retainedCapacity: 0)
 
     /// No further request on this connection.
     private var closing = false
@@ -119,24 +115,12 @@ package final class HTTP1ClientEngine: ClientEngine {
     }
 
     package func drainOutput(into dest: inout [UInt8], limit: Int) {
-        let available = out.count - outStart
-        guard available > 0, limit > 0 else { return }
+        guard !out.isEmpty, limit > 0 else { return }
         current?.drainedAny = true
-        if dest.isEmpty && outStart == 0 && available <= limit {
-            swap(&dest, &out)
-            out.removeAll(keepingCapacity: false)
-        } else {
-            let n = min(available, limit)
-            dest.append(contentsOf: out[outStart..<(outStart + n)])
-            outStart += n
-            if outStart == out.count {
-                out = []
-                outStart = 0
-            }
-        }
+        out.drain(into: &dest, limit: limit)
     }
 
-    package var hasPendingOutput: Bool { out.count > outStart }
+    package var hasPendingOutput: Bool { !out.isEmpty }
 
     package var capacity: Int { current == nil && !closing && !failed && !ended ? 1 : 0 }
 
@@ -151,8 +135,7 @@ package final class HTTP1ClientEngine: ClientEngine {
     package func connectionEnded(_ error: ClientError) {
         guard !ended else { return }
         ended = true
-        out = []
-        outStart = 0
+        out.clear()
         guard let c = current else { return }
         if case .untilEOF = parse {
             // The close is the end of this body (RFC 9112 §6.3, item 8).
@@ -187,7 +170,7 @@ package final class HTTP1ClientEngine: ClientEngine {
         out.append(contentsOf: r.method.utf8)
         out.append(0x20)
         if r.path.isEmpty { out.append(0x2F) } else { out.append(contentsOf: r.path.utf8) }
-        out.append(contentsOf: " HTTP/1.1\r\nHost: ".utf8)
+        out.append(" HTTP/1.1\r\nHost: ")
         out.append(contentsOf: authority.utf8)
         out.append(contentsOf: "\r\n".utf8)
         for (name, value) in r.headers {
@@ -220,8 +203,7 @@ package final class HTTP1ClientEngine: ClientEngine {
 
     private func fail(_ message: String) {
         failed = true
-        out = []
-        outStart = 0
+        out.clear()
         guard let c = current else { return }
         current = nil
         c.completion(.failure(ClientError(.protocolError, message, requestMaybeSent: true)))
@@ -252,65 +234,29 @@ package final class HTTP1ClientEngine: ClientEngine {
                 }
                 body.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[i..<n]))
                 i = n
-            case .chunkSize:
-                guard let lf = findByte(p, 0x0A, i, n) else {
-                    if n - i > 4096 { fail("chunk-size line longer than 4096 bytes") }
-                    return failed ? n : i
-                }
-                guard let size = chunkSize(p, i, lf) else { return n }
-                i = lf + 1
-                if size == 0 {
-                    parse = .trailers(bytes: 0)
-                } else if size > config.maxResponseBytes - body.count {
-                    fail("the chunked response body exceeds \(config.maxResponseBytes) bytes")
-                    return n
-                } else {
-                    if body.capacity < body.count + size { body.reserveCapacity(max(body.count + size, body.capacity * 2)) }
-                    parse = .chunkData(remaining: size)
-                }
-            case .chunkData(let remaining):
-                let take = min(remaining, n - i)
-                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[i..<(i + take)]))
-                i += take
-                parse = take == remaining ? .chunkDataEnd : .chunkData(remaining: remaining - take)
-            case .chunkDataEnd:
-                if p[i] == 0x0A {
-                    i += 1
-                    parse = .chunkSize
-                    continue
-                }
-                if n - i < 2 { return i }
-                guard p[i] == 0x0D && p[i + 1] == 0x0A else {
-                    fail("chunk data is not followed by CRLF")
-                    return n
-                }
-                i += 2
-                parse = .chunkSize
-            case .trailers(let seen):
-                guard let lf = findByte(p, 0x0A, i, n) else {
-                    if seen + (n - i) > config.maxResponseHeaderBytes {
-                        fail("the chunked trailer section exceeds \(config.maxResponseHeaderBytes) bytes")
+            case .chunked:
+                switch chunks.step(p, &i) {
+                case .needMore:
+                    return i
+                case .chunkStart(let size):
+                    if size > config.maxResponseBytes - body.count {
+                        fail("the chunked response body exceeds \(config.maxResponseBytes) bytes")
                         return n
                     }
-                    return i
-                }
-                let lineLength = lf + 1 - i
-                if seen + lineLength > config.maxResponseHeaderBytes {
-                    fail("the chunked trailer section exceeds \(config.maxResponseHeaderBytes) bytes")
-                    return n
-                }
-                let le = lf > i && p[lf - 1] == 0x0D ? lf - 1 : lf
-                let lineStart = i
-                i = lf + 1
-                if le == lineStart {
-                    complete()
-                } else {
-                    guard let field = headerField(p, lineStart, le) else {
+                    if body.capacity < body.count + size { body.reserveCapacity(max(body.count + size, body.capacity * 2)) }
+                case .data(let range):
+                    body.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[range]))
+                case .trailer(let ls, let le):
+                    guard let field = headerField(p, ls, le) else {
                         fail("malformed trailer field")
                         return n
                     }
                     headers.add(name: field.name, value: field.value)
-                    parse = .trailers(bytes: seen + lineLength)
+                case .end:
+                    complete()
+                case .failure(let problem):
+                    fail(message(problem))
+                    return n
                 }
             }
         }
@@ -393,13 +339,10 @@ package final class HTTP1ClientEngine: ClientEngine {
             case 10 where HTTPHeaders.sameName(field.name, "connection"):
                 connectionTokens += tokens(field.value)
             case 14 where HTTPHeaders.sameName(field.name, "content-length"):
-                for part in field.value.split(separator: ",", omittingEmptySubsequences: false) {
-                    let t = trimOWS(part)
-                    guard !t.isEmpty, t.utf8.count <= 18, t.utf8.allSatisfy(isDigit), let v = Int(t) else {
-                        return fail("response Content-Length '\(field.value)' is not a number")
-                    }
-                    if let cl = contentLength, cl != v { return fail("conflicting response Content-Length values") }
-                    contentLength = v
+                switch mergeContentLength(field.value, into: &contentLength) {
+                case .none: break
+                case .notANumber: return fail("response Content-Length '\(field.value)' is not a number")
+                case .conflicting: return fail("conflicting response Content-Length values")
                 }
             case 17 where HTTPHeaders.sameName(field.name, "transfer-encoding"):
                 teSeen = true
@@ -431,7 +374,8 @@ package final class HTTP1ClientEngine: ClientEngine {
             }
             // Content-Length next to chunked is ignored; the mix smells of smuggling: do not reuse.
             if contentLength != nil { responseCloses = true }
-            parse = .chunkSize
+            chunks = ChunkedDecoder(bareLF: true, maxTrailerBytes: config.maxResponseHeaderBytes)
+            parse = .chunked
             return
         }
         if let length = contentLength {
@@ -453,59 +397,30 @@ package final class HTTP1ClientEngine: ClientEngine {
         current = nil
         let response = ClientResponse(status: status, headers: headers, body: body)
         if responseCloses { closing = true }
-        if out.count > outStart {
+        if !out.isEmpty {
             // Answered before the whole request was handed out: the server's view of the
             // stream is unknown, so the rest is dropped and the connection closes.
-            out = []
-            outStart = 0
+            out.clear()
             closing = true
         }
         resetResponse()
         c.completion(.success(response))
     }
 
-    /// Parses "size[;ext] CRLF" (bare LF accepted); nil after failing.
-    private func chunkSize(_ p: UnsafeRawBufferPointer, _ start: Int, _ lf: Int) -> Int? {
-        let le = lf > start && p[lf - 1] == 0x0D ? lf - 1 : lf
-        var k = start
-        var size = 0
-        var digits = 0
-        while k < le, let d = hexValue(p[k]) {
-            if digits >= 15 {
-                fail("chunk size too large")
-                return nil
-            }
-            size = size << 4 | d
-            digits += 1
-            k += 1
+    private func message(_ problem: ChunkedDecoder.Problem) -> String {
+        switch problem {
+        case .sizeLineTooLong: "chunk-size line longer than 4096 bytes"
+        case .sizeLine(let e): e.message
+        case .dataNotFollowedByCRLF: "chunk data is not followed by CRLF"
+        case .trailersTooLarge: "the chunked trailer section exceeds \(config.maxResponseHeaderBytes) bytes"
+        case .trailerLineWithoutCRLF: "trailer line does not end with CRLF"
         }
-        guard digits > 0 else {
-            fail("chunk size is not a hex number")
-            return nil
-        }
-        while k < le && (p[k] == 0x20 || p[k] == 0x09) { k += 1 }
-        if k < le && p[k] != 0x3B {
-            fail("unexpected character after the chunk size")
-            return nil
-        }
-        return size
     }
 }
 
 // MARK: byte helpers
 
 private func headerField(_ p: UnsafeRawBufferPointer, _ ls: Int, _ le: Int) -> (name: String, value: String)? {
-    guard ls < le, p[ls] != 0x20, p[ls] != 0x09 else { return nil } // obs-fold is not accepted
-    guard let colon = findByte(p, 0x3A, ls, le), colon > ls else { return nil }
-    for k in ls..<colon where !isTokenChar(p[k]) { return nil }
-    var vs = colon + 1
-    var ve = le
-    while vs < ve && (p[vs] == 0x20 || p[vs] == 0x09) { vs += 1 }
-    while ve > vs && (p[ve - 1] == 0x20 || p[ve - 1] == 0x09) { ve -= 1 }
-    for k in vs..<ve {
-        let b = p[k]
-        if (b < 0x20 && b != 0x09) || b == 0x7F { return nil }
-    }
-    return (string(p, ls, colon), string(p, vs, ve))
+    guard case .success(let f) = parseFieldLine(p, ls, le) else { return nil }
+    return (string(p, ls, f.colon), string(p, f.valueStart, f.valueEnd))
 }
-
