@@ -1,61 +1,11 @@
+import BenchFixtures
 import Benchmark
 import Codecs
 import Foundation
 import Spans
 
-/// A ~1 MB v0.4 payload shaped like ddtrace's: traces of 8 spans, 128-bit ids, ~11 meta
-/// entries and 4 metrics per span (values drawn from a fixed seed so runs are comparable).
-let ddPayload: (body: [UInt8], spans: Int) = {
-    var batch = SpanBatch(metadata: BatchMetadata(format: .datadogV04))
-    var state: UInt64 = 0x5eed
-    func rnd() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 11 }
-    let services = ["checkout", "cart", "payments", "inventory", "frontend"].map { batch.intern($0) }
-    let names = ["web.request", "postgres.query", "redis.command", "http.request", "grpc.client"].map { batch.intern($0) }
-    let keys = ["runtime-id", "language", "env", "version", "component", "http.method", "http.url",
-                "http.status_code", "_dd.p.dm", "db.system", "peer.service"].map { batch.intern($0) }
-    let metricKeys = ["_dd.top_level", "_dd.agent_psr", "process_id", "_dd.measured"].map { batch.intern($0) }
-    var out: [UInt8] = []
-    var spanCount = 0
-    var trace = 0
-    while out.count < 1_000_000 {
-        trace += 1
-        let tid = TraceID(high: 0x6566_0000_0000_0000 | rnd(), low: rnd() | 1)
-        var parent: UInt64 = 0
-        batch.spans.removeAll(keepingCapacity: true)
-        for i in 0..<8 {
-            var s = Span(traceID: tid, id: rnd() | 1)
-            s.parentID = parent
-            parent = s.id
-            s.name = names[i % names.count]
-            s.localEndpoint.serviceName = services[Int(rnd() % 5)]
-            s.resource = batch.intern("GET /api/v\(rnd() % 3)/items/{id}/\(rnd() % 1000)")
-            s.type = batch.intern(i == 0 ? "web" : "http")
-            s.startNanos = 1_732_000_000_000_000_000 + Int64(rnd() % 1_000_000_000)
-            s.durationNanos = Int64(rnd() % 10_000_000)
-            s.kind = i == 0 ? .server : .client
-            s.samplingPriority = i == 0 ? 1 : nil
-            if rnd() % 20 == 0 { s.flags.insert(.error) }
-            let t0 = UInt32(batch.tags.count)
-            for k in keys {
-                batch.tags.append(Tag(key: k, value: batch.intern("value-\(rnd() % 100_000)-\(String(repeating: "x", count: Int(rnd() % 24)))")))
-            }
-            s.tags = t0..<UInt32(batch.tags.count)
-            let m0 = UInt32(batch.metrics.count)
-            for k in metricKeys { batch.metrics.append(Metric(key: k, value: Double(rnd() % 1000))) }
-            s.metrics = m0..<UInt32(batch.metrics.count)
-            batch.spans.append(s)
-        }
-        // Encode one trace at a time and splice it into the outer array.
-        var one: [UInt8] = []
-        DatadogV04.encode(batch, into: &one)
-        out.append(contentsOf: one.dropFirst())   // drop the 1-element array header
-        spanCount += 8
-    }
-    var body: [UInt8] = []
-    MessagePackWriter.writeArrayHeader(trace, into: &body)
-    body.append(contentsOf: out)
-    return (body, spanCount)
-}()
+/// A ~1 MB v0.4 payload shaped like ddtrace's (BenchFixtures/DatadogFixtures.swift).
+let ddPayload = DatadogFixtures.v04(targetBytes: 1_000_000)
 
 /// The same payload compressed by the real command-line tools.
 func ddCompressed(_ tool: String, _ args: [String]) -> [UInt8] {

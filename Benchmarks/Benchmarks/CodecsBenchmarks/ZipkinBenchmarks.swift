@@ -1,38 +1,13 @@
+import BenchFixtures
 import Benchmark
 import Codecs
 import Spans
 
-/// Envoy-like Zipkin spans (~500 B, 15 tags), enough of them for a ~1 MB body.
-private func envoyLikeJSON(targetBytes: Int) -> (body: [UInt8], spans: Int) {
-    var out: [UInt8] = Array("[".utf8)
-    var n = 0
-    while out.count < targetBytes {
-        if n > 0 { out.append(UInt8(ascii: ",")) }
-        let trace = hex16(0x5a5a_0000_0000_0000 &+ UInt64(n / 8) &* 0x9E37_79B9)
-        let id = hex16(0x1000_0000_0000_0000 &+ UInt64(n) &* 0x2545_F491)
-        let parent = hex16(0x2000_0000_0000_0000 &+ UInt64(n) &* 0x2545_F491)
-        let ts = 1_700_000_000_000_000 + n * 137
-        let span = """
-        {"traceId":"\(trace)\(trace)","parentId":"\(parent)","id":"\(id)","kind":"\(n % 2 == 0 ? "SERVER" : "CLIENT")",\
-        "name":"ingress","timestamp":\(ts),"duration":\(1000 + n % 977),\
-        "localEndpoint":{"serviceName":"backend_default_svc_80","ipv4":"10.244.\(n % 200).\(n % 250)","port":8080},\
-        "tags":{"component":"proxy","node_id":"backend-7d9f8c6b5-x2x4k.kuma-demo","zone":"zone-1",\
-        "guid:x-request-id":"6f0c8e6a-\(n % 10000)-4b7e-9c1d-2a3b4c5d6e7f","http.url":"http://backend:8080/api/items?page=\(n % 50)",\
-        "http.method":"GET","downstream_cluster":"-","user_agent":"Go-http-client/1.1","http.protocol":"HTTP/1.1",\
-        "peer.address":"10.244.1.\(n % 250)","request_size":"0","response_size":"\(200 + n % 5000)",\
-        "response_flags":"-","upstream_cluster":"localhost_8080","http.status_code":"200"}}
-        """
-        out += Array(span.utf8)
-        n += 1
-    }
-    out.append(UInt8(ascii: "]"))
-    return (out, n)
-}
-
 nonisolated(unsafe) private var printed = false
 
 func zipkinBenchmarks() {
-    let (json, spanCount) = envoyLikeJSON(targetBytes: 1 << 20)
+    // Envoy-like spans (~500 B, 15 tags), enough of them for a ~1 MB body.
+    let (json, spanCount) = ZipkinFixtures.v2JSON(targetBytes: 1 << 20)
     let decoded = try! ZipkinJSONV2.decode(json, metadata: BatchMetadata(format: .zipkinV2JSON))
     var proto: [UInt8] = []
     var constructed = decoded

@@ -1,3 +1,4 @@
+import BenchBudgets
 import Benchmark
 import Routing
 import Spans
@@ -68,12 +69,14 @@ func benchBatch(run: Int = 1) -> SpanBatch {
 }
 
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .throughput, .mallocCountTotal], maxDuration: .seconds(3), maxIterations: 1_000)
+    // Budgets checked in: Benchmarks/Thresholds/RoutingBenchmarks.*.json (see Benchmarks/README.md);
+    // names without spaces, which package-benchmark 1.38.1 cannot match to threshold files.
+    Benchmark.defaultConfiguration = .init(metrics: Budgets.metrics, maxDuration: .seconds(2), maxIterations: 1_000, thresholds: Budgets.tolerances)
     let table = try! RoutingTable(RelayConfig.parse(yaml: benchConfig()))
     let batch = benchBatch()
     let sidecarBatch = benchBatch(run: 50)
 
-    Benchmark("Routing: scan only (reference), 10k spans") { benchmark in
+    Benchmark("routing-scan-only-reference-10k-spans") { benchmark in
         for _ in benchmark.scaledIterations {
             var sum = 0
             batch.storage.withUnsafeBytes { _ in
@@ -86,21 +89,21 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    Benchmark("Routing: cached Router, 10k spans, 1k services × 50 TrafficTraces") { benchmark in
+    Benchmark("routing-cached-10k-spans-1k-services-50-traffictraces") { benchmark in
         var router = Router(table)
         _ = router.route(batch)  // warm the cache: tags repeat across batches in steady state
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations { blackHole(router.route(batch)) }
     }
 
-    Benchmark("Routing: cached Router, 10k spans in runs of 50 per service") { benchmark in
+    Benchmark("routing-cached-10k-spans-runs-of-50-per-service") { benchmark in
         var router = Router(table)
         _ = router.route(sidecarBatch)
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations { blackHole(router.route(sidecarBatch)) }
     }
 
-    Benchmark("Routing: cold cache per batch, 10k spans, 1k services × 50 TrafficTraces") { benchmark in
+    Benchmark("routing-cold-cache-per-batch-10k-spans-1k-services-50-traffictraces") { benchmark in
         for _ in benchmark.scaledIterations {
             var router = Router(table)
             blackHole(router.route(batch))

@@ -133,19 +133,28 @@ public enum ZipkinSampling {
 /// so Zipkin backends see the failure. Spans that already have an `error` tag are written as
 /// they are. Only error spans pay for the check.
 enum ZipkinErrorTag {
-    /// The value of the `error` tag to add to `s`, or nil when none is needed.
+    /// The `error` tag a span needs added: its message, or `"true"` without one.
+    enum Value { case message(Str), flagOnly }
+
+    /// What to add to `s`, or nil when nothing is needed (no allocation).
     @inline(__always)
-    static func missing(_ s: Span, of batch: SpanBatch) -> [UInt8]? {
+    static func missing(_ s: Span, of batch: SpanBatch) -> Value? {
         guard s.flags.contains(.error) else { return nil }
         return added(s, of: batch)
     }
 
     @inline(never)
-    static func added(_ s: Span, of batch: SpanBatch) -> [UInt8]? {
+    static func added(_ s: Span, of batch: SpanBatch) -> Value? {
         if batch.tag(s, "error") != nil { return nil }
-        if let m = batch.tag(s, "error.msg") ?? batch.tag(s, "error.message"), !m.isEmpty {
-            return batch.withBytes(m) { Array($0) }
+        if let m = batch.tag(s, "error.msg") ?? batch.tag(s, "error.message"), !m.isEmpty { return .message(m) }
+        return .flagOnly
+    }
+
+    /// Calls `body` with the tag's value bytes.
+    static func withValue<R>(_ v: Value, of batch: SpanBatch, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        switch v {
+        case .message(let m): batch.withBytes(m, body)
+        case .flagOnly: ("true" as StaticString).withUTF8Buffer { body(UnsafeRawBufferPointer($0)) }
         }
-        return Array("true".utf8)
     }
 }

@@ -277,7 +277,7 @@ public enum ZipkinJSONV2 {
             var first = true
             if let errorTag {
                 JSONWriter.raw("\"error\":", to: &out)
-                errorTag.withUnsafeBytes { JSONWriter.string($0, to: &out) }
+                ZipkinErrorTag.withValue(errorTag, of: batch) { JSONWriter.string($0, to: &out) }
                 first = false
             }
             for t in batch.tags(of: s) {

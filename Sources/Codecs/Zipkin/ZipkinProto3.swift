@@ -236,8 +236,8 @@ public enum ZipkinProto3 {
         }
         if let errorTag = ZipkinErrorTag.missing(s, of: batch) {
             ProtoWriter.message(11, to: &out) { out in
-                Array("error".utf8).withUnsafeBytes { ProtoWriter.bytes(1, $0, to: &out) }
-                errorTag.withUnsafeBytes { ProtoWriter.bytes(2, $0, to: &out) }
+                ("error" as StaticString).withUTF8Buffer { ProtoWriter.bytes(1, UnsafeRawBufferPointer($0), to: &out) }
+                ZipkinErrorTag.withValue(errorTag, of: batch) { ProtoWriter.bytes(2, $0, to: &out) }
             }
         }
         for t in batch.tags(of: s) {

@@ -1,0 +1,1 @@
+HotPath.main()
