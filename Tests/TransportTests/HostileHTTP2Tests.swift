@@ -351,6 +351,44 @@ private func virtualMemoryBytes() -> Int {
         #expect(h.disposition == .open)
     }
 
+    /// Issue 10 item 2: with the server's body budget full, the body that stalled longest (and
+    /// for at least `stalledBodyTimeout`) is timed out — 408 and reset — when another stream
+    /// needs room, so a client that sends gets served on its retry instead of being refused
+    /// until the staller's own timeouts fire. A body that arrived in one read never registers.
+    @Test func fullBudgetTimesOutTheOldestStalledStream() {
+        var config = HTTP2Configuration()
+        config.minBodyRate = 0
+        let budget = BodyBudget(limit: 100_000, stallTimeout: 0.2)
+        let h = RawH2(handler: lengthHandler(), configuration: config, budget: budget)
+        let chunk = [UInt8](repeating: 0x61, count: 16_000)
+        // Stream 1 declares 200 kB and stops after two reads' worth.
+        h.send(headersFrames(stream: 1, requestBlock(extra: [("content-length", "200000")])) + dataFrame(stream: 1, chunk))
+        #expect(budget.registeredBodies == 0, "one read so far")
+        h.send(dataFrame(stream: 1, chunk))
+        #expect(budget.registeredBodies == 1)
+        // Stream 3 sends a whole 60 kB body in one read: it completes and never registers.
+        h.send(headersFrames(stream: 3, requestBlock(extra: [("content-length", "60000")]))
+               + dataFrame(stream: 3, chunk) + dataFrame(stream: 3, chunk) + dataFrame(stream: 3, chunk)
+               + dataFrame(stream: 3, [UInt8](repeating: 0x61, count: 12_000), endStream: true))
+        #expect(h.onQueue { _, r in r.statuses[3] } == [202])
+        #expect(budget.registeredBodies == 1)
+        usleep(300_000)  // stream 1 has now stalled longer than the stall timeout
+        // Stream 5 needs 80 kB while stream 1 holds 32 kB: refused, and stream 1 is timed out.
+        h.send(headersFrames(stream: 5, requestBlock(extra: [("content-length", "80000")]))
+               + dataFrame(stream: 5, chunk) + dataFrame(stream: 5, chunk) + dataFrame(stream: 5, chunk)
+               + dataFrame(stream: 5, chunk) + dataFrame(stream: 5, chunk, endStream: true))
+        #expect(h.onQueue { _, r in r.statuses[1] } == [408])
+        #expect(h.onQueue { _, r in r.resets(1) } == [NGHTTP2_NO_ERROR.rawValue])
+        #expect(budget.registeredBodies == 0)
+        // The retry gets in.
+        h.send(headersFrames(stream: 7, requestBlock(extra: [("content-length", "80000")]))
+               + dataFrame(stream: 7, chunk) + dataFrame(stream: 7, chunk) + dataFrame(stream: 7, chunk)
+               + dataFrame(stream: 7, chunk) + dataFrame(stream: 7, chunk, endStream: true))
+        #expect(h.onQueue { _, r in r.statuses[7] } == [202])
+        #expect(budget.used == 0)
+        #expect(h.disposition == .open)
+    }
+
     /// Issue 10 item 2: PINGs alone do not keep a connection open: once nothing but PINGs
     /// came for `idleTimeout`, the next one gets GOAWAY and the connection closes.
     @Test func pingsAloneDoNotKeepTheConnectionOpen() {

@@ -1,3 +1,4 @@
+import Basics
 // Request assembly: what the C callbacks (HTTP2ServerCallbacks.swift) deliver inside `mem_recv`
 // becomes stream state here — header blocks checked against the limits as they are decoded,
 // bodies growing within the connection's and the server's budgets — and complete requests go
@@ -122,7 +123,9 @@ extension HTTP2ServerEngine {
             return
         }
         if bodyBudget.used >= bodyBudget.limit {
-            // Nothing left for a body: refuse before the peer sends one.
+            // Nothing left for a body: refuse before the peer sends one, and time out the
+            // oldest stalled body (if one stalled long enough) so a retry finds room.
+            bodyBudget.abortOldestStalled(now: Clock.monotonicNanos())
             refuseForBudget(stream)
         } else if stream.expectsContinue {
             stream.continueSent = true
@@ -149,6 +152,32 @@ extension HTTP2ServerEngine {
         }
         if needed > stream.reserved, !grow(stream, toHold: needed) { return }
         stream.body.append(contentsOf: chunk)
+        if let h = stream.holder {
+            h.progressed(now: Clock.monotonicNanos())
+        } else if stream.lastDataReceive != 0 && stream.lastDataReceive != receives {
+            registerStalledBodyAbort(stream)
+        }
+        stream.lastDataReceive = receives
+    }
+
+    /// The body spans reads: let a full body budget time it out if it stalls (408 + reset).
+    private func registerStalledBodyAbort(_ stream: Stream) {
+        let ref = self.ref, queue = self.queue, id = stream.id
+        stream.holder = bodyBudget.register(now: Clock.monotonicNanos()) { holder in
+            queue.async { ref.engine?.stalledBodyAborted(streamID: id, holder) }
+        }
+    }
+
+    /// The body budget chose this stream's body as the oldest stalled one.
+    private func stalledBodyAborted(streamID: Int32, _ holder: BodyBudget.Holder) {
+        session.assertConfined()
+        // Completed, refused or closed meanwhile: nothing to do.
+        guard let stream = streams[streamID], stream.holder === holder, stream.phase == .receiving else { return }
+        stream.holder = nil  // the budget unregistered it
+        refuse(stream, .error(408, code: "request_timeout",
+                              message: "the request body made no progress while the server's body budget was full"))
+        flushOutput()
+        context?.outputAvailable()
     }
 
     /// Grows a stream's body buffer (and its reservations) to hold `needed` bytes: doubling
@@ -198,6 +227,10 @@ extension HTTP2ServerEngine {
 
     /// Gives a stream's body reservation back to the connection's and the server's budgets.
     func releaseReservation(_ stream: Stream) {
+        if let h = stream.holder {
+            bodyBudget.unregister(h)
+            stream.holder = nil
+        }
         guard stream.reserved > 0 else { return }
         bufferedBodyBytes -= stream.reserved
         bodyBudget.release(stream.reserved)

@@ -70,6 +70,11 @@ package final class HTTP2ServerEngine: ProtocolEngine, NGHTTP2SessionOwner {
         var resetAfterAnswer = false
         var response: [UInt8] = []
         var responseOffset = 0
+        /// The `receive` call that last brought body bytes (0: none yet).
+        var lastDataReceive = 0
+        /// Registered with the body budget once the body spans more than one read, so a full
+        /// budget can time it out when it stalls (`BodyBudget.abortOldestStalled`).
+        var holder: BodyBudget.Holder?
 
         init(id: Int32) { self.id = id }
     }
@@ -97,6 +102,8 @@ package final class HTTP2ServerEngine: ProtocolEngine, NGHTTP2SessionOwner {
     package var clock: @Sendable () -> UInt64 = { monotonicNanos() }
     /// `clock()` read once per `receive`, used by the callbacks that run inside it.
     var now: UInt64 = 0
+    /// `receive` calls so far (tells a body that spans reads from one that arrived whole).
+    var receives = 0
     /// Last time a stream started, received body bytes or sent response bytes.
     package internal(set) var lastProgressNanos: UInt64 = 0
     /// Last time the engine asked the connection to pause reading; a body cannot progress
@@ -188,7 +195,10 @@ package final class HTTP2ServerEngine: ProtocolEngine, NGHTTP2SessionOwner {
         // Streams still open when the connection goes: give their reservations back. The
         // session is freed after this, with the stored properties (see NGHTTP2Session).
         var held = 0
-        for stream in streams.values { held += stream.reserved }
+        for stream in streams.values {
+            held += stream.reserved
+            if let h = stream.holder { bodyBudget.unregister(h) }
+        }
         bodyBudget.release(held)
     }
 
@@ -198,6 +208,7 @@ package final class HTTP2ServerEngine: ProtocolEngine, NGHTTP2SessionOwner {
         session.assertConfined()
         guard !failed, !session.aborted, bytes.count > 0 else { return disposition }
         now = clock()
+        receives &+= 1
         if let error = session.receive(bytes) {
             fail(error)
         }
