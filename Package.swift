@@ -81,6 +81,7 @@ let package = Package(
 
         // Helpers the test targets share (seeded generator, waits on observable state).
         .target(name: "TestSupport", dependencies: ["Basics"], path: "Tests/TestSupport"),
+        .testTarget(name: "BasicsTests", dependencies: ["Basics"]),
         .testTarget(name: "SpansTests", dependencies: ["Spans"]),
         .testTarget(name: "CodecsTests", dependencies: ["TestSupport", "Codecs", "Spans"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RoutingTests", dependencies: ["TestSupport", "Routing", "Spans"]),

@@ -12,6 +12,9 @@ extension StringProtocol {
 }
 
 /// `s` as a JSON string literal: quoted, with `"`, `\` and control characters escaped (RFC 8259 §7).
+/// DEL, the C1 controls and U+2028/U+2029 are escaped too although JSON allows them raw: tools
+/// that split lines on them (log shippers, Python's `splitlines`) must not see a line break
+/// inside one log record.
 /// The one cold-path JSON string writer (error bodies, `/status`, command output). The encoders'
 /// byte-level writer in Codecs is the hot-path one.
 public func jsonQuoted<S: StringProtocol>(_ s: S) -> String {
@@ -24,7 +27,7 @@ public func jsonQuoted<S: StringProtocol>(_ s: S) -> String {
         case "\n": out += "\\n"
         case "\r": out += "\\r"
         case "\t": out += "\\t"
-        case _ where u.value < 0x20:
+        case _ where u.value < 0x20 || (0x7F...0x9F).contains(u.value) || u.value == 0x2028 || u.value == 0x2029:
             let hex = String(u.value, radix: 16)
             out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
         default: out.unicodeScalars.append(u)
