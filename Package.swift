@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "CodecsTests", dependencies: ["TestSupport", "Codecs", "Spans"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RoutingTests", dependencies: ["TestSupport", "Routing", "Spans"]),
         .testTarget(name: "BufferingTests", dependencies: ["TestSupport", "Buffering", "buffering-harness"]),
-        .testTarget(name: "TransportTests", dependencies: ["Transport", "CNghttp2"]),
+        .testTarget(name: "TransportTests", dependencies: ["TestSupport", "Transport", "CNghttp2"]),
         .testTarget(name: "LoadtestTests", dependencies: ["LoadtestCore", "Spans", "Codecs", "tracerelay"]),
         .testTarget(name: "RelayTests", dependencies: ["TestSupport", "Relay", "Transport", "Spans", "Codecs", "Routing", "Buffering"]),
     ],

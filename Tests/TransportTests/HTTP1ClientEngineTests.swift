@@ -1,3 +1,4 @@
+import TestSupport
 import Synchronization
 import Testing
 @testable import Transport
@@ -53,7 +54,7 @@ final class ClientEngineHarness {
         case .byteByByte:
             for b in bytes { feed([b]) }
         case .random:
-            var rng = SplitMix(seed: seed)
+            var rng = SplitMix64(seed: seed)
             var i = 0
             while i < bytes.count {
                 let n = min(bytes.count - i, 1 + Int(rng.next() % 13))

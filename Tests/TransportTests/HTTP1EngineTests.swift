@@ -1,3 +1,4 @@
+import TestSupport
 import Dispatch
 import Testing
 @testable import Transport
@@ -316,7 +317,7 @@ import Testing
     /// Mutated and truncated valid requests, fed in random splits, must never trap; every
     /// output must be well-formed responses.
     @Test func randomizedRobustness() {
-        var rng = SplitMix(seed: 0x5EED)
+        var rng = SplitMix64(seed: 0x5EED)
         let seeds: [[UInt8]] = [
             Array(Self.post.utf8),
             Array("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;a=b\r\nabc\r\n0\r\nT: v\r\n\r\n".utf8),
@@ -346,18 +347,6 @@ import Testing
             let out = e.output()
             if !out.isEmpty { #expect(out.hasPrefix("HTTP/1.1 "), "round \(round)") }
         }
-    }
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
     }
 }
 

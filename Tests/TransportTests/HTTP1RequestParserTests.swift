@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 @testable import Transport
 
@@ -60,7 +61,7 @@ import Testing
         let bytes = Array(Self.stream.utf8)
         var failure: String?
         for seed in UInt64(1)...200 where failure == nil {
-            var rng = SplitMix(seed: seed) // HTTP1EngineTests.swift
+            var rng = SplitMix64(seed: seed)
             var pieces: [Int] = []
             var total = 0
             while total < bytes.count {

@@ -1,3 +1,4 @@
+import TestSupport
 import Dispatch
 import Glibc
 import Synchronization
@@ -18,7 +19,7 @@ final class H2ClientHarness: @unchecked Sendable {
     /// How server bytes are cut before they reach the client, and client bytes before the server.
     var down: H2Split
     var up: H2Split
-    private var rng: H2SplitMix64
+    private var rng: SplitMix64
     /// `drainOutput` limit per call on both sides.
     var drainLimit = 16_384
     /// Completions, tagged by the test's request number.
@@ -33,7 +34,7 @@ final class H2ClientHarness: @unchecked Sendable {
          down: H2Split = .whole, up: H2Split = .whole) {
         self.down = down
         self.up = up
-        if case .random(let seed) = down { rng = H2SplitMix64(seed: seed) } else { rng = H2SplitMix64(seed: 1) }
+        if case .random(let seed) = down { rng = SplitMix64(seed: seed) } else { rng = SplitMix64(seed: 1) }
         let context = self.context
         client = context.queue.sync { HTTP2ClientEngine(configuration: clientConfiguration, queue: context.queue) }
         server = context.queue.sync { HTTP2ServerEngine(context: context, handler: handler, configuration: serverConfiguration) }

@@ -1,3 +1,4 @@
+import TestSupport
 import Dispatch
 import Glibc
 import Testing
@@ -142,7 +143,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
     /// bookkeeping returns to zero.
     @Test(arguments: [UInt64(1), 2, 3])
     func randomResetsAndDelays(seed: UInt64) {
-        var rng = H2SplitMix64(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let handler = ClosureHandler { request, respond in
             let delay = Int(request.headers["x-delay"] ?? "0") ?? 0
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(delay)) {
@@ -359,7 +360,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         _ = client.request(method: "POST", path: "/a?b", headers: [("x-k", "v")], body: h2RandomBytes(3_000, seed: 1))
         _ = client.request(method: "GET", path: "/c")
         let valid = client.output()
-        var rng = H2SplitMix64(seed: 2024)
+        var rng = SplitMix64(seed: 2024)
         for round in 0..<300 {
             var bytes = valid
             switch round % 3 {
@@ -423,7 +424,7 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
 
     /// Random `HTTP2-Settings` payloads either start a session or throw; never trap.
     @Test func randomUpgradeSettingsNeverCrash() {
-        var rng = H2SplitMix64(seed: 31)
+        var rng = SplitMix64(seed: 31)
         var started = 0, refused = 0
         for _ in 0..<300 {
             let count = Int.random(in: 0...4, using: &rng) * 6 + (Bool.random(using: &rng) ? 0 : Int.random(in: 1...5, using: &rng))

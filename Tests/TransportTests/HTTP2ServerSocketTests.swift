@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Logging
 import Testing
@@ -37,7 +38,7 @@ import Testing
             try server.start(listeners: [ListenAddress(host: "127.0.0.1", port: 0)])
             port = server.boundPorts[0]
             // Printable bytes, so tools that treat `-d` data as text still send it unchanged.
-            var rng = H2SplitMix64(seed: 2026)
+            var rng = SplitMix64(seed: 2026)
             body = (0..<bodySize).map { _ in UInt8(ascii: "a") + UInt8(rng.next() % 26) }
             bodyFile = FileManager.default.temporaryDirectory.appendingPathComponent("h2-body-\(getpid())-\(port).bin")
             try Data(body).write(to: bodyFile)

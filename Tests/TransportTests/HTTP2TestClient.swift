@@ -1,3 +1,4 @@
+import TestSupport
 import CNghttp2
 import Dispatch
 import Glibc
@@ -198,19 +199,6 @@ enum H2Split: Sendable, CustomStringConvertible {
     }
 }
 
-/// H2SplitMix64: a small deterministic generator so failures can be replayed from the seed.
-struct H2SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Engine + client wired through byte buffers; every engine call runs on the context's queue.
 final class H2Harness: @unchecked Sendable {
     // Engine and client are only touched inside `context.queue.sync` (see `step`).
@@ -218,7 +206,7 @@ final class H2Harness: @unchecked Sendable {
     let client: HTTP2TestClient
     var engine: HTTP2ServerEngine!
     var split: H2Split
-    var rng: H2SplitMix64
+    var rng: SplitMix64
     private(set) var lastDisposition: EngineDisposition = .open
     /// Raw bytes the engine produced, for tests that look at frames.
     private(set) var serverBytes: [UInt8] = []
@@ -227,7 +215,7 @@ final class H2Harness: @unchecked Sendable {
          client: HTTP2TestClient = HTTP2TestClient()) {
         self.client = client
         self.split = split
-        if case .random(let seed) = split { rng = H2SplitMix64(seed: seed) } else { rng = H2SplitMix64(seed: 1) }
+        if case .random(let seed) = split { rng = SplitMix64(seed: seed) } else { rng = SplitMix64(seed: 1) }
         engine = HTTP2ServerEngine(context: context, handler: handler, configuration: configuration)
     }
 
@@ -235,7 +223,7 @@ final class H2Harness: @unchecked Sendable {
     init(client: HTTP2TestClient, engineFactory: (H2TestContext) throws -> HTTP2ServerEngine) rethrows {
         self.client = client
         self.split = .whole
-        rng = H2SplitMix64(seed: 1)
+        rng = SplitMix64(seed: 1)
         // On the context's queue, like the connection does: the upgrade init dispatches stream 1,
         // whose answer arrives on that queue while the init is still feeding the session.
         let context = self.context
@@ -309,6 +297,6 @@ func h2Checksum(_ bytes: [UInt8]) -> UInt64 {
 }
 
 func h2RandomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var rng = H2SplitMix64(seed: seed)
+    var rng = SplitMix64(seed: seed)
     return (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
 }

@@ -1,3 +1,4 @@
+import TestSupport
 import Dispatch
 import Logging
 import Synchronization
@@ -167,7 +168,7 @@ import Glibc
             defer { client.shutdown() }
             let c = Collector()
             var bodies: [[UInt8]] = []
-            var rng = SplitMix(seed: 42)
+            var rng = SplitMix64(seed: 42)
             for i in 0..<200 {
                 let body = (0..<(Int(rng.next() % 5000))).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
                 bodies.append(body)

@@ -1,3 +1,4 @@
+import TestSupport
 import Dispatch
 import Foundation
 import Logging
@@ -37,7 +38,7 @@ import Testing
     }
 
     static func payload(_ n: Int, seed: UInt64 = 1) -> [UInt8] {
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         return (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
     }
 
