@@ -53,5 +53,3 @@ func syscallBlocking<T: FixedWidthInteger>(_ name: StaticString, _ body: () -> T
     }
 }
 
-/// Forwarding shim for `Basics.Clock.monotonicNanos()`, kept for HTTP2ServerEngine.swift and tests.
-@inline(__always) package func monotonicNanos() -> UInt64 { Clock.monotonicNanos() }

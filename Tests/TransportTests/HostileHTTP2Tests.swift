@@ -1,3 +1,4 @@
+import Basics
 import CNghttp2
 import Dispatch
 import Foundation
@@ -14,7 +15,7 @@ import Testing
 /// A clock the test moves by hand (starts at the real monotonic time, so values the engine
 /// read before the test took over stay in the past).
 private final class FakeClock: Sendable {
-    let nanos = Atomic<UInt64>(monotonicNanos())
+    let nanos = Atomic<UInt64>(Clock.monotonicNanos())
     func advance(seconds: Double) { nanos.add(UInt64(seconds * 1e9), ordering: .relaxed) }
     var read: @Sendable () -> UInt64 { { [self] in nanos.load(ordering: .relaxed) } }
 }

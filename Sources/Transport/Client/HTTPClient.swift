@@ -1,3 +1,4 @@
+import Basics
 import Dispatch
 import DequeModule
 import Logging
@@ -115,7 +116,7 @@ public final class HTTPClient: Sendable {
     /// Sends `request` to the backend; `completion` runs exactly once.
     public func send(_ request: ClientRequest, completion: @escaping @Sendable (Result<ClientResponse, ClientError>) -> Void) {
         let p = PendingRequest(request: request, completion: completion)
-        let now = monotonicNanos()
+        let now = Clock.monotonicNanos()
         let actions: [Action]? = state.withLock { s in
             if s.shutDown { return nil }
             s.waiting.append(p)
@@ -287,7 +288,7 @@ public final class HTTPClient: Sendable {
     }
 
     private func resolved(_ result: Result<[ResolvedAddress], ClientError>) {
-        let now = monotonicNanos()
+        let now = Clock.monotonicNanos()
         let actions: [Action] = state.withLock { s in
             s.resolving = false
             s.resolvedAt = now
@@ -350,7 +351,7 @@ extension HTTPClient: ClientConnectionOwner {
     }
 
     func connectFailed(_ connection: ClientConnection, _ error: ClientError) {
-        let now = monotonicNanos()
+        let now = Clock.monotonicNanos()
         let actions: [Action] = state.withLock { s in
             guard s.entries.removeValue(forKey: ObjectIdentifier(connection)) != nil, !s.shutDown else { return [] }
             var actions: [Action] = []
@@ -373,7 +374,7 @@ extension HTTPClient: ClientConnectionOwner {
     }
 
     func connectionClosed(_ connection: ClientConnection) {
-        let now = monotonicNanos()
+        let now = Clock.monotonicNanos()
         let actions: [Action] = state.withLock { s in
             guard s.entries.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return [] }
             return rebalance(&s, now: now, allowFallback: true)
@@ -382,7 +383,7 @@ extension HTTPClient: ClientConnectionOwner {
     }
 
     func retry(_ request: PendingRequest, anyConnection: Bool) {
-        let now = monotonicNanos()
+        let now = Clock.monotonicNanos()
         let actions: [Action]? = state.withLock { s in
             if s.shutDown { return nil }
             s.retried += 1

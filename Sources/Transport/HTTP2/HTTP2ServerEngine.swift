@@ -1,3 +1,4 @@
+import Basics
 import Dispatch
 private import CNghttp2
 
@@ -99,7 +100,7 @@ package final class HTTP2ServerEngine: ProtocolEngine, NGHTTP2SessionOwner {
     let bodyBudget: BodyBudget
 
     /// The monotonic clock (nanoseconds); tests replace it.
-    package var clock: @Sendable () -> UInt64 = { monotonicNanos() }
+    package var clock: @Sendable () -> UInt64 = { Clock.monotonicNanos() }
     /// `clock()` read once per `receive`, used by the callbacks that run inside it.
     var now: UInt64 = 0
     /// `receive` calls so far (tells a body that spans reads from one that arrived whole).
