@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // The admin listener's `/metrics` exposition (issue 12).
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries from Debian's -dev packages, wrapped thinly.
@@ -55,6 +57,7 @@ let package = Package(
         .target(name: "Relay", dependencies: [
             "Basics", "CShims", "Spans", "Codecs", "Routing", "Buffering", "Transport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "tracerelay", dependencies: [
             "Basics", "Relay", "Routing", "Buffering", "Transport", "Codecs",
@@ -88,7 +91,8 @@ let package = Package(
         .testTarget(name: "BufferingTests", dependencies: ["TestSupport", "Buffering", "buffering-harness"]),
         .testTarget(name: "TransportTests", dependencies: ["TestSupport", "Transport", "CNghttp2"]),
         .testTarget(name: "LoadtestTests", dependencies: ["LoadtestCore", "Spans", "Codecs", "tracerelay"]),
-        .testTarget(name: "RelayTests", dependencies: ["TestSupport", "Relay", "Transport", "Spans", "Codecs", "Routing", "Buffering"]),
+        .testTarget(name: "RelayTests", dependencies: ["TestSupport", "Relay", "Transport", "Spans", "Codecs", "Routing", "Buffering",
+                                                  .product(name: "Prometheus", package: "swift-prometheus")]),
     ],
     swiftLanguageModes: [.v6]
 )

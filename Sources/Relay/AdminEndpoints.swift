@@ -13,7 +13,7 @@ public final class Readiness: Sendable {
     public var current: (ready: Bool, reason: String) { state.withLock { $0 } }
 }
 
-/// Health, status and debug endpoints.
+/// Health, status, metrics and debug endpoints (the admin listener's).
 public struct AdminEndpoints: Sendable {
     public let readiness: Readiness
     public let ingestStats: IngestStats
@@ -27,15 +27,20 @@ public struct AdminEndpoints: Sendable {
     /// The shared limits and how full they are (`limits` in `/status`): name → figures.
     public let limits: @Sendable () -> [(String, [(String, Int)])]
 
+    /// `/metrics`, `/api/status`, `/api/routes` and the status page at `/`; nil: not served.
+    public let observability: ObservabilityEndpoints?
+
     public init(readiness: Readiness, ingestStats: IngestStats, routingStats: RoutingStats = RoutingStats(), capture: CapturingConsumer? = nil,
                 backends: @escaping @Sendable () -> [(String, BackendStats.Snapshot, QueueStats)] = { [] },
-                limits: @escaping @Sendable () -> [(String, [(String, Int)])] = { [] }) {
+                limits: @escaping @Sendable () -> [(String, [(String, Int)])] = { [] },
+                observability: ObservabilityEndpoints? = nil) {
         self.readiness = readiness
         self.ingestStats = ingestStats
         self.routingStats = routingStats
         self.capture = capture
         self.backends = backends
         self.limits = limits
+        self.observability = observability
     }
 
     /// `"name":{"sent_spans":…,"queue":{…}}` for each sending backend.
@@ -74,6 +79,7 @@ public struct AdminEndpoints: Sendable {
                 + "\"sampled_out\":\(object(r.sampledOut)),\"refused\":\(object(r.refused))},\"backends\":\(Self.backendsJSON(backends())),"
                 + "\"limits\":{\(limits().map { name, figures in "\(jsonQuoted(name)):{" + figures.map { "\(jsonQuoted($0.0)):\($0.1)" }.joined(separator: ",") + "}" }.joined(separator: ","))}}"))
         }
+        observability?.register(into: &router)
         if let capture {
             router.register("GET", "/debug/captured") { _, respond in
                 let batches = capture.batches.map { b in

@@ -42,12 +42,15 @@ public struct IngestConfiguration: Sendable {
     /// An uncompressed body larger than this is decoded on `decodePool` (default 1 MiB: ≈ 0.5–1 ms
     /// of decoding inline; the ingest benchmarks' 500-span bodies stay on the loop).
     public var offloadPlainBytes = 1 << 20
+    /// Where refused requests are logged: a warning per refusal code, the repeats within a minute
+    /// counted into the next line (`RateLimitedLogger`); nil → not logged (the counters still count).
+    public var refusalLog: RateLimitedLogger? = nil
 
     public init() {}
 }
 
-/// Counters of the ingest stage, per source format. Read by the status and metrics endpoints
-/// and asserted by the tests.
+/// Counters of the ingest stage, per listener and source format. Read by the status and metrics
+/// endpoints and asserted by the tests.
 public final class IngestStats: Sendable {
     public struct Snapshot: Sendable, Equatable {
         public var requests = 0
@@ -61,17 +64,41 @@ public final class IngestStats: Sendable {
         public var tooManySpans = 0
         /// Requests refused because the memory budget or the decode pool was full (also in `rejectedRequests`).
         public var overloaded = 0
+        /// Refused requests by the error code of the answer (`bad_payload`, `queue_full`, …); cold path only.
+        public var refused: [String: Int] = [:]
+        /// Spans of refused requests whose count is known (a queue refused them), by error code.
+        public var refusedSpans: [String: Int] = [:]
+
+        /// Adds another listener's counts (the per-format view sums listeners).
+        mutating func add(_ o: Snapshot) {
+            requests += o.requests; spans += o.spans; bytes += o.bytes; rejectedRequests += o.rejectedRequests
+            droppedSpans += o.droppedSpans; tooManySpans += o.tooManySpans; overloaded += o.overloaded
+            refused.merge(o.refused, uniquingKeysWith: +)
+            refusedSpans.merge(o.refusedSpans, uniquingKeysWith: +)
+        }
     }
-    private let state = Mutex<[String: Snapshot]>([:])
+    /// Where a request came in and what it carried.
+    public struct Key: Hashable, Sendable {
+        public var listener: String
+        public var format: String
+    }
+    private let state = Mutex<[Key: Snapshot]>([:])
 
     public init() {}
 
-    func record(_ key: String, _ update: (inout Snapshot) -> Void) {
-        state.withLock { update(&$0[key, default: Snapshot()]) }
+    func record(_ format: String, listener: String, _ update: (inout Snapshot) -> Void) {
+        state.withLock { update(&$0[Key(listener: listener, format: format), default: Snapshot()]) }
     }
 
     /// Counts by format name (`zipkin_v2_json`, …; `unknown` for requests rejected before the format was known).
-    public var snapshot: [String: Snapshot] { state.withLock { $0 } }
+    public var snapshot: [String: Snapshot] {
+        var out: [String: Snapshot] = [:]
+        for (k, v) in byListener { out[k.format, default: Snapshot()].add(v) }
+        return out
+    }
+
+    /// Counts by listener name and format.
+    public var byListener: [Key: Snapshot] { state.withLock { $0 } }
 }
 
 /// The ingest endpoints: Zipkin (`/api/v2/spans` JSON and proto3, `/api/v1/spans` JSON) and
@@ -181,13 +208,13 @@ public struct IngestEndpoints: Sendable {
             let stats = self.stats, forward = configuration.datadogStats
             router.register(method, "/v0.6/stats") { req, respond in
                 // Client-computed stats: the agent answers 200 with "OK"; we forward to the Datadog backend.
-                stats.record("datadog_stats") { $0.requests += 1; $0.bytes += req.body.count }
+                stats.record("datadog_stats", listener: req.listener) { $0.requests += 1; $0.bytes += req.body.count }
                 forward?(req)
                 respond(HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("OK".utf8)))
             }
             router.register(method, "/telemetry/proxy/api/v2/apmtelemetry") { req, respond in
                 // Tracer telemetry is not trace data: accepted so tracers log no errors, dropped, counted.
-                stats.record("datadog_telemetry") { $0.requests += 1; $0.bytes += req.body.count }
+                stats.record("datadog_telemetry", listener: req.listener) { $0.requests += 1; $0.bytes += req.body.count }
                 respond(HTTPResponse(status: 202))
             }
             router.register(method, "/v0.4/services") { _, respond in respond(HTTPResponse(status: 200, body: Array("OK".utf8))) }
@@ -225,7 +252,8 @@ public struct IngestEndpoints: Sendable {
         switch select(Self.mediaType(req.headers["content-type"])) {
         case .success(let d): decoder = d
         case .failure(let reason):
-            stats.record("unknown") { $0.requests += 1; $0.rejectedRequests += 1 }
+            stats.record("unknown", listener: req.listener) { $0.requests += 1; $0.rejectedRequests += 1; $0.refused["unsupported_media_type", default: 0] += 1 }
+            configuration.refusalLog?.refused(code: "unsupported_media_type", status: 415, message: reason, listener: req.listener, format: "unknown")
             respond(.error(415, code: "unsupported_media_type", message: reason))
             return
         }
@@ -364,13 +392,15 @@ public struct IngestEndpoints: Sendable {
     /// statuses get the agent's 200 for a request it would drop (too many spans, overload).
     private func refuse(_ r: Refusal, _ req: HTTPRequest, _ decoder: Decoder, _ endpoint: String, _ respond: @escaping @Sendable (HTTPResponse) -> Void) {
         let hideFromTracer = decoder.isDatadog && (r.isOverload || r.isTooManySpans) && req.headers["datadog-send-real-http-status"] == nil
-        stats.record(decoder.format.rawValue) {
+        stats.record(decoder.format.rawValue, listener: req.listener) {
             $0.requests += 1
             $0.rejectedRequests += 1
+            $0.refused[r.code, default: 0] += 1
             if r.isOverload { $0.overloaded += 1 }
             if r.isTooManySpans { $0.tooManySpans += 1 }
             if hideFromTracer { $0.droppedSpans += r.spans }
         }
+        configuration.refusalLog?.refused(code: r.code, status: r.status, message: r.message, listener: req.listener, format: decoder.format.rawValue)
         if hideFromTracer { return respond(datadogOK(nil, endpoint)) }
         let retry = r.retryAfter.map { [("Retry-After", String($0))] } ?? []
         respond(.error(r.status, code: r.code, message: r.message, headers: retry))
@@ -392,22 +422,33 @@ public struct IngestEndpoints: Sendable {
         let byteCount = batch.bodyCount
         let spanCount = batch.count
         let isDatadog = decoder.isDatadog
-        let stats = self.stats
+        let stats = self.stats, listener = req.listener
         // The agent answers a tracer that did not ask for real statuses 200 even when it drops the payload.
         let realStatus = req.headers["datadog-send-real-http-status"] != nil
         let ok: @Sendable () -> HTTPResponse = { [self] in datadogOK(batch, endpoint) }
+        let refusalLog = configuration.refusalLog
         consumer.consume(batch) { result in
             // The pipeline has encoded its records by now: the decoded batch is no longer held.
             reservation.release()
             switch result {
             case .success:
-                stats.record(key) { $0.requests += 1; $0.spans += spanCount; $0.bytes += byteCount }
+                stats.record(key, listener: listener) { $0.requests += 1; $0.spans += spanCount; $0.bytes += byteCount }
                 respond(isDatadog ? ok() : HTTPResponse(status: 202))
             case .failure(let e) where isDatadog && !realStatus && e.kind == .retryable:
-                stats.record(key) { $0.requests += 1; $0.rejectedRequests += 1; $0.droppedSpans += spanCount }
+                refusalLog?.refused(code: e.code.rawValue, status: 200, message: e.message + " (answered 200 as the agent does; spans dropped)",
+                                    listener: listener, format: key)
+                stats.record(key, listener: listener) {
+                    $0.requests += 1; $0.rejectedRequests += 1; $0.droppedSpans += spanCount
+                    $0.refused["\(e.code)", default: 0] += 1; $0.refusedSpans["\(e.code)", default: 0] += spanCount
+                }
                 respond(ok())
             case .failure(let e):
-                stats.record(key) { $0.requests += 1; $0.rejectedRequests += 1 }
+                refusalLog?.refused(code: e.code.rawValue, status: e.kind == .permanent ? 400 : e.code == .queueFull ? 429 : 503,
+                                    message: e.message, listener: listener, format: key)
+                stats.record(key, listener: listener) {
+                    $0.requests += 1; $0.rejectedRequests += 1
+                    $0.refused["\(e.code)", default: 0] += 1; $0.refusedSpans["\(e.code)", default: 0] += spanCount
+                }
                 switch e.kind {
                 case .retryable:
                     let retry = e.retryAfterSeconds.map { [("Retry-After", String($0))] } ?? []

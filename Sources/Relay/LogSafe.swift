@@ -50,8 +50,8 @@ extension Logger.MetadataValue {
 
 /// Wraps a `LogHandler` so that every message and metadata value is passed through `logSafe`
 /// before the wrapped handler formats it: whatever a call site forgot, no log line can be split
-/// by a value from the wire, in any output format. `tracerelay serve` installs it around its
-/// stderr handler.
+/// by a value from the wire, in any output format. For handlers that do not escape by themselves:
+/// `tracerelay serve`'s `LogLineHandler` does (JSON through `jsonQuoted`, text through `logSafe`).
 public struct LogSafeHandler: LogHandler {
     public var wrapped: any LogHandler
 

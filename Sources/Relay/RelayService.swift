@@ -27,6 +27,8 @@ public final class RelayService: Sendable {
         public var routing: RoutingTable?
         /// Queue settings for every backend that sends (`spill.*`).
         public var spill = SpillSettings()
+        /// Where SIGHUP and `POST /api/reload` read the configuration (Reload/ReloadTypes.swift).
+        public var reload = ReloadSettings()
         public init() {}
     }
 
@@ -35,11 +37,17 @@ public final class RelayService: Sendable {
     public let ingestStats = IngestStats()
     public let capture: CapturingConsumer
     public let routingStats: RoutingStats
-    /// Per backend name: the exporter's counters (sending backends only).
-    public let backendStats: [String: BackendStats]
+    /// Per backend name: the exporter's counters (sending backends only, as configured now).
+    public var backendStats: [String: BackendStats] { registry.live.mapValues(\.exporter.stats) }
     /// Returns freed memory to the system after bursts.
     public let trimmer: MemoryTrimmer
-    private let exporters: [BackendExporter]
+    /// The Prometheus registry behind `/metrics` and the figures behind `/api/status`.
+    public let metrics: RelayMetrics
+    public let status: RelayStatusSource
+    /// Sending backends (live and draining after a reload), and the reload machinery.
+    let registry: BackendRegistry
+    let routingConsumer: RoutingConsumer?
+    let reloader: ReloadController?
     private let group: EventLoopGroup
     private let server: HTTPServer
     private let logger: Logger
@@ -57,84 +65,69 @@ public final class RelayService: Sendable {
         self.capture = CapturingConsumer(capacity: settings.debugCapture)
         let routingStats = RoutingStats()
         self.routingStats = routingStats
+        let metrics = RelayMetrics(listeners: (settings.listeners + (settings.admin.map { [$0] } ?? [])).map(\.name),
+                                   admin: settings.admin?.name)
+        self.metrics = metrics
 
-        var exporters: [BackendExporter] = []
-        var stats: [String: BackendStats] = [:]
-        var rates: [Int: DatadogRates] = [:]
-        // Client-computed stats go to the Datadog backend a Mesh defaults to, else the first one.
-        var statsSender: HTTPSender?
+        let registry = BackendRegistry(spill: settings.spill, group: group, metrics: metrics, logger: logger)
+        self.registry = registry
         let pipeline: any SpanConsumer
         var router: RoutingConsumer?
         if let consumer {
             pipeline = consumer
         } else if let table = settings.routing {
-            let budget = settings.spill.maxTotalDiskBytes.map { DiskBudget(limit: $0) }
-            var targets: [BackendTarget?] = []
-            do {
-                for (i, b) in table.backends.enumerated() {
-                    guard [.zipkin, .datadog, .tracerelay, .file].contains(b.kind) else { targets.append(nil); continue }
-                    let queue = try Self.makeQueue(b, settings.spill, budget: budget, logger: logger)
-                    let sender: any PayloadSender
-                    if b.kind == .file {
-                        sender = try FileSender(directory: b.path ?? "tracerelay-spans", maxFileBytes: b.maxFileBytes, logger: logger)
-                    } else {
-                        let h = try HTTPSender(backend: b, group: group, logger: logger)
-                        if let r = h.rates { rates[i] = r }
-                        if b.kind == .datadog && (statsSender == nil || table.config.meshes.contains { $0.defaultBackend == b.name }) {
-                            statsSender = h
-                        }
-                        sender = h
-                    }
-                    let s = BackendStats()
-                    stats[b.name] = s
-                    exporters.append(BackendExporter(name: b.name, backendQueue: queue, sender: sender, options: b.export, stats: s, logger: logger))
-                    targets.append(BackendTarget(encoder: BackendEncoder(b), queue: queue))
-                }
-            } catch {
-                for e in exporters { e.stop() }
-                throw RelayStartError(message: "\(error)")
-            }
-            let r = RoutingConsumer(table: table, targets: targets, capture: settings.debugCapture > 0 ? capture : nil,
-                                    stats: routingStats, logger: logger)
+            try registry.openAll(table)
+            let (targets, rates) = registry.targets(for: table)
+            let r = RoutingConsumer(generation: RoutingGeneration(number: 1, table: table, targets: targets, rates: rates),
+                                    capture: settings.debugCapture > 0 ? capture : nil, stats: routingStats, logger: logger)
             router = r
             pipeline = r
         } else {
             pipeline = capture
         }
-        self.exporters = exporters
-        self.backendStats = stats
+        self.routingConsumer = router
+        let reloader = router.map { ReloadController(router: $0, registry: registry, settings: settings, logger: logger) }
+        self.reloader = reloader
 
         var ingestConfig = settings.ingest
-        if let router, !rates.isEmpty {
-            let ratesByBackend = rates
-            ingestConfig.datadogRates = { batch in router.firstBackend(of: batch).flatMap { ratesByBackend[$0]?.answer } }
-        }
-        if let statsSender {
+        if let router {
+            // Both follow reloads: the generation's rates, the registry's current Datadog backend.
+            ingestConfig.datadogRates = { batch in router.datadogRates(of: batch) }
             let log = logger
             ingestConfig.datadogStats = { req in
-                statsSender.forward(req) { outcome in
-                    if outcome != .delivered { log.debug("datadog stats not forwarded", metadata: ["outcome": "\(logSafe(outcome))"]) }
+                registry.statsSender?.forward(req) { outcome in
+                    if outcome != .delivered { log.debug("datadog stats not forwarded", metadata: ["outcome": "\(outcome)"]) }
                 }
             }
         }
         var ingestRouter = EndpointRouter()
         IngestEndpoints(configuration: ingestConfig, consumer: pipeline, stats: ingestStats).register(into: &ingestRouter)
         var adminRouter = EndpointRouter()
-        let exporterList = exporters
         let serverRef = ServerRef()
         let memory = ingestConfig.memoryBudget
+        let backendFigures: @Sendable () -> [(String, BackendStats.Snapshot, QueueStats)] = {
+            registry.exporters.map { ($0.name, $0.stats.snapshot, $0.backendQueue.statistics()) }
+        }
+        let limitFigures: @Sendable () -> [(String, [(String, Int)])] = {
+            var out: [(String, [(String, Int)])] = [("memory_budget", [("limit_bytes", memory.limit), ("in_use_bytes", memory.inUse),
+                                                                       ("refused_requests", memory.refused)])]
+            if let b = serverRef.server.withLock({ $0?.bodyBudget }) {
+                out.append(("body_budget", [("limit_bytes", b.limit), ("used_bytes", b.used)]))
+            }
+            return out
+        }
+        let status = RelayStatusSource(readiness: readiness, ingestStats: ingestStats, routingStats: routingStats,
+                                       table: { [router] in router?.table ?? settings.routing },
+                                       spill: settings.spill, backends: backendFigures, limits: limitFigures,
+                                       listeners: { serverRef.server.withLock { $0?.boundListeners } ?? [] },
+                                       connections: { serverRef.server.withLock { $0?.connectionCount } ?? 0 },
+                                       lastReload: { reloader?.lastReload })
+        self.status = status
         AdminEndpoints(readiness: readiness, ingestStats: ingestStats, routingStats: routingStats,
-                       capture: settings.debugCapture > 0 ? capture : nil,
-                       backends: { exporterList.map { ($0.name, $0.stats.snapshot, $0.backendQueue.statistics()) } },
-                       limits: {
-                           var out: [(String, [(String, Int)])] = [("memory_budget", [("limit_bytes", memory.limit), ("in_use_bytes", memory.inUse),
-                                                                                      ("refused_requests", memory.refused)])]
-                           if let b = serverRef.server.withLock({ $0?.bodyBudget }) {
-                               out.append(("body_budget", [("limit_bytes", b.limit), ("used_bytes", b.used)]))
-                           }
-                           return out
-                       })
+                       capture: settings.debugCapture > 0 ? capture : nil, backends: backendFigures, limits: limitFigures,
+                       observability: ObservabilityEndpoints(source: status, metrics: metrics, adminName: settings.admin?.name ?? ListenerRouter.adminName))
             .register(into: &adminRouter)
+        ReloadEndpoints(controller: reloader).register(into: &adminRouter)
         let handler: any HTTPHandler
         if settings.admin != nil {
             handler = ListenerRouter(admin: adminRouter, ingest: ingestRouter)
@@ -144,23 +137,9 @@ public final class RelayService: Sendable {
             both.merge(adminRouter)
             handler = both
         }
-        self.server = HTTPServer(configuration: settings.server, handler: handler, logger: logger, group: group)
+        self.server = HTTPServer(configuration: settings.server, handler: InstrumentedHandler(handler, instruments: metrics.http),
+                                 logger: logger, group: group)
         serverRef.server.withLock { $0 = server }
-    }
-
-    static func makeQueue(_ b: BackendConfig, _ spill: SpillSettings, budget: DiskBudget?, logger: Logger) throws -> BackendQueue {
-        var q = QueueConfiguration(backend: b.name, directory: spill.directory,
-                                   durability: spill.durability(for: b.name))
-        q.memoryBytes = spill.memoryBytes
-        q.maxDiskBytes = spill.maxDiskBytes
-        q.totalDiskBudget = budget
-        q.maxAgeSeconds = spill.maxAgeSeconds.map(Double.init)
-        q.whenFull = spill.whenFull
-        do {
-            return try BackendQueue(configuration: q, logger: logger)
-        } catch {
-            throw RelayStartError(message: "backend \(b.name): cannot open its spill directory \(q.backendDirectory): \(error)")
-        }
     }
 
     /// Binds every listener and starts the exporters; throws (naming the address) if a
@@ -169,8 +148,9 @@ public final class RelayService: Sendable {
         var all = settings.listeners
         if let admin = settings.admin { all.append(admin) }
         try server.start(listeners: all)
-        for e in exporters { e.start() }
+        for e in registry.exporters { e.start() }
         trimmer.start()
+        status.start()
         let bound = server.boundListeners.map { "\($0.name)=\($0.host):\($0.port)" }.joined(separator: " ")
         readiness.set(ready: true, reason: "listening")
         logger.info("ready: every listener is accepting", metadata: [
@@ -187,10 +167,11 @@ public final class RelayService: Sendable {
     public func shutdown(completion: @escaping @Sendable () -> Void) {
         readiness.set(ready: false, reason: "shutting down")
         trimmer.stop()
+        status.stop()
         logger.info("shutting down", metadata: ["grace.seconds": "\(settings.shutdownGrace.components.seconds)"])
         let grace = settings.shutdownGrace
         let deadline = Clock.monotonicNanos() &+ UInt64(max(0, Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18) * 1e9)
-        let exporters = self.exporters
+        let exporters = reloader?.close() ?? registry.close()
         let logger = self.logger
         server.shutdown(grace: grace) {
             let group = DispatchGroup()

@@ -34,37 +34,73 @@ struct BackendTarget: Sendable {
     let queue: BackendQueue
 }
 
+/// One routing configuration as the routing stage runs it: the table, where each backend's
+/// spans go, and routers with their decision caches. Immutable; a reload builds the next one
+/// and swaps it in whole. A batch reads the generation once and uses it to the end, so
+/// in-flight batches finish on the table they started with.
+final class RoutingGeneration: Sendable {
+    /// 1 for the configuration the relay started with, +1 per successful reload.
+    let number: Int
+    let table: RoutingTable
+    /// Indexed like `table.backends`; nil for backends handled here (`log`, `discard`).
+    let targets: [BackendTarget?]
+    /// Indexed like `table.backends`: a Datadog backend's latest `rate_by_service`.
+    let rates: [DatadogRates?]
+    /// One router (with its decision cache) per slot; a batch takes any free one, so loops
+    /// rarely wait on each other.
+    let routers: [RouterSlot]
+    /// Backends of type `log`: each routed batch gets one summary line.
+    let logBackends: [Int]
+    /// Run once the last batch routed with this generation has handed its records to the
+    /// queues (the generation is freed): then a removed backend's queue gets nothing more.
+    private let released = Mutex<[@Sendable () -> Void]>([])
+
+    init(number: Int, table: RoutingTable, targets: [BackendTarget?], rates: [DatadogRates?]? = nil, routers count: Int = 4) {
+        precondition(targets.count == table.backends.count)
+        self.number = number
+        self.table = table
+        self.targets = targets
+        self.rates = rates ?? Array(repeating: nil, count: table.backends.count)
+        self.logBackends = table.backends.indices.filter { table.backends[$0].kind == .log }
+        self.routers = (0..<max(1, count)).map { _ in RouterSlot(table) }
+    }
+
+    /// Calls `body` (on the thread that frees the generation) once no batch uses it any more.
+    func whenReleased(_ body: @escaping @Sendable () -> Void) { released.withLock { $0.append(body) } }
+
+    deinit { for body in released.withLock({ $0 }) { body() } }
+}
+
 /// The routing stage: decides every span's backend (mesh tags → TrafficTrace/MeshTrace →
 /// backend, region pin, sampling), counts what is kept, sampled out and refused, and hands each
 /// backend only its own spans — encoded in its format — through its queue. Refused and
 /// sampled-out spans never reach a backend. The client is answered once every queue its spans
 /// route to has accepted them (in `wal` mode after the group commit): nothing is acknowledged
 /// that is not queued.
+///
+/// The configuration is a `RoutingGeneration` swapped whole by `swap(to:)` (reload): a batch
+/// reads it with one uncontended lock and keeps it to the end.
 public final class RoutingConsumer: SpanConsumer {
-    public let table: RoutingTable
+    /// The routing table of the current generation.
+    public var table: RoutingTable { generation.table }
     public let stats: RoutingStats
     /// Sees every decoded batch whole (tests and `/debug/captured`); nil when off.
     private let capture: (any SpanConsumer)?
-    /// Indexed like `table.backends`; nil for backends handled here (`log`, `discard`).
-    private let targets: [BackendTarget?]
-    /// One router (with its decision cache) per slot; a batch takes any free one, so loops
-    /// rarely wait on each other.
-    private let routers: [RouterSlot]
-
+    private let current: Mutex<RoutingGeneration>
     private let logger: Logger
-    /// Backends of type `log`: each routed batch gets one summary line.
-    private let logBackends: [Int]
 
-    init(table: RoutingTable, targets: [BackendTarget?], capture: (any SpanConsumer)? = nil, stats: RoutingStats = RoutingStats(),
-         routers count: Int = 4, logger: Logger = Logger(label: "tracerelay.routing")) {
-        precondition(targets.count == table.backends.count)
-        self.table = table
-        self.targets = targets
+    init(generation: RoutingGeneration, capture: (any SpanConsumer)? = nil, stats: RoutingStats = RoutingStats(),
+         logger: Logger = Logger(label: "tracerelay.routing")) {
+        self.current = Mutex(generation)
         self.capture = capture
         self.stats = stats
         self.logger = logger
-        self.logBackends = table.backends.indices.filter { table.backends[$0].kind == .log }
-        self.routers = (0..<max(1, count)).map { _ in RouterSlot(table) }
+    }
+
+    convenience init(table: RoutingTable, targets: [BackendTarget?], capture: (any SpanConsumer)? = nil, stats: RoutingStats = RoutingStats(),
+                     routers count: Int = 4, logger: Logger = Logger(label: "tracerelay.routing")) {
+        self.init(generation: RoutingGeneration(number: 1, table: table, targets: targets, routers: count), capture: capture,
+                  stats: stats, logger: logger)
     }
 
     /// Routing only, for tests of ingest: every backend behaves like `discard`; `next` sees
@@ -75,31 +111,47 @@ public final class RoutingConsumer: SpanConsumer {
                   routers: count, logger: logger)
     }
 
+    /// The generation batches start with now.
+    var generation: RoutingGeneration { current.withLock { $0 } }
+
+    /// Makes `next` the generation every new batch uses; returns the previous one (batches
+    /// already routing keep it until they have enqueued).
+    func swap(to next: RoutingGeneration) -> RoutingGeneration {
+        current.withLock { g in
+            let old = g
+            g = next
+            return old
+        }
+    }
+
     public func consume(_ batch: SpanBatch, completion: @escaping @Sendable (Result<Void, ConsumeError>) -> Void) {
-        let routes = route(batch)
+        // One lock per batch, never per span; `g` stays alive until the records are enqueued.
+        let g = generation
+        let table = g.table
+        let routes = Self.route(batch, g.routers)
         stats.record(routes, backends: table.backends)
-        for b in logBackends where !routes.perBackend[b].isEmpty {
+        for b in g.logBackends where !routes.perBackend[b].isEmpty {
             let first = batch.spans[Int(routes.perBackend[b][0].span)]
             logger.info("batch", metadata: [
                 "backend": "\(table.backends[b].name)", "spans": "\(routes.perBackend[b].count)",
-                "format": "\(batch.metadata.format.rawValue)", "first.trace_id": "\(logSafe(first.traceID))",
-                "first.service": "\(logSafe(batch.string(first.localEndpoint.serviceName)))",
+                "format": "\(batch.metadata.format.rawValue)", "first.trace_id": "\(first.traceID)",
+                "first.service": "\(batch.string(first.localEndpoint.serviceName))",
             ])
         }
         if !routes.refused.isEmpty {
             // Regions come from span tags: escaped like every value from the wire.
-            logger.debug("spans refused", metadata: ["refused": "\(logSafe(routes.refused.map { "\($0.reason.rawValue)/\($0.region)/\($0.backend)=\($0.count)" }))"])
+            logger.debug("spans refused", metadata: ["refused": "\(routes.refused.map { "\($0.reason.rawValue)/\($0.region)/\($0.backend)=\($0.count)" })"])
         }
         var work: [(BackendTarget, Record)] = []
         for (b, list) in routes.perBackend.enumerated() where !list.isEmpty {
-            guard let t = targets[b] else { continue }
+            guard let t = g.targets[b] else { continue }
             work.append((t, t.encoder.encode(batch, routed: list, table: table)))
         }
-        guard let capture else { return Self.enqueue(work, completion: completion) }
+        guard let capture else { return withExtendedLifetime(g) { Self.enqueue(work, completion: completion) } }
         let work2 = work
         capture.consume(batch) { r in
             if case .failure = r { return completion(r) }
-            Self.enqueue(work2, completion: completion)
+            withExtendedLifetime(g) { Self.enqueue(work2, completion: completion) }
         }
     }
 
@@ -129,7 +181,7 @@ public final class RoutingConsumer: SpanConsumer {
         }
     }
 
-    private func route(_ batch: SpanBatch) -> BatchRoutes {
+    private static func route(_ batch: SpanBatch, _ routers: [RouterSlot]) -> BatchRoutes {
         for r in routers {
             if let routes = r.router.withLockIfAvailable({ $0.route(batch) }) { return routes }
         }
@@ -140,8 +192,14 @@ public final class RoutingConsumer: SpanConsumer {
     /// backend, like Datadog's `rate_by_service`); nil when refused or empty.
     public func firstBackend(of batch: SpanBatch) -> Int? {
         guard !batch.isEmpty else { return nil }
-        let d = table.route(0, in: batch)
-        return d.backend
+        return table.route(0, in: batch).backend
+    }
+
+    /// The latest `rate_by_service` of the Datadog backend the first span of `batch` routes to.
+    func datadogRates(of batch: SpanBatch) -> String? {
+        guard !batch.isEmpty else { return nil }
+        let g = generation
+        return g.table.route(0, in: batch).backend.flatMap { g.rates[$0]?.answer }
     }
 }
 
@@ -165,7 +223,7 @@ private final class Join: Sendable {
 }
 
 /// A `Mutex` is not copyable, so each lives in a class instance of its own.
-private final class RouterSlot: Sendable {
+final class RouterSlot: Sendable {
     let router: Mutex<Router>
     init(_ table: RoutingTable) { router = Mutex(Router(table)) }
 }

@@ -1,5 +1,6 @@
 import Basics
 import ArgumentParser
+import Relay
 import Routing
 import Spans
 
@@ -76,26 +77,4 @@ func explanationText(_ e: Explanation) -> String {
     out.append("why:")
     out += e.notes.map { "  - " + $0 }
     return out.joined(separator: "\n")
-}
-
-func explanationJSON(_ e: Explanation) -> String {
-    func str(_ s: String?) -> String { s.map(jsonQuoted) ?? "null" }
-    func obj(_ pairs: [TagPair]) -> String { "{" + pairs.map { jsonQuoted($0.key) + ":" + jsonQuoted($0.value) }.joined(separator: ",") + "}" }
-    var f: [String] = []
-    f.append("\"backend\":" + str(e.backend))
-    f.append("\"matched\":" + (e.matched.map { "{\"type\":\(jsonQuoted($0.type)),\"name\":\(jsonQuoted($0.name))}" } ?? "null"))
-    f.append("\"region\":" + str(e.region))
-    f.append("\"refused\":" + str(e.refused))
-    f.append("\"sampled\":" + (e.sampled ? "true" : "false"))
-    f.append("\"selectedBackend\":" + str(e.selectedBackend))
-    f.append("\"backendRegion\":" + str(e.backendRegion))
-    f.append("\"fallback\":" + (e.decision.usedFallback ? "true" : "false"))
-    f.append("\"samplingReason\":" + jsonQuoted(e.samplingReason))
-    f.append("\"addedTags\":" + obj(e.addedTags))
-    f.append("\"tags\":" + obj(e.resolvedTags))
-    f.append("\"candidates\":[" + e.candidates.map {
-        "{\"type\":\(jsonQuoted($0.resource.type)),\"name\":\(jsonQuoted($0.resource.name)),\"matched\":\($0.matched),\"detail\":\(jsonQuoted($0.detail))}"
-    }.joined(separator: ",") + "]")
-    f.append("\"reasons\":[" + e.notes.map(jsonQuoted).joined(separator: ",") + "]")
-    return "{" + f.joined(separator: ",") + "}"
 }

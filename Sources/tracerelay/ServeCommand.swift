@@ -31,6 +31,15 @@ struct ServeCommand: ParsableCommand {
         stop accepting, let requests finish, send what is queued within --grace seconds and
         spill the rest, which the next start replays first. Request bodies may be gzip,
         deflate or zstd encoded.
+        SIGHUP or POST /api/reload (admin) re-reads --config, validates it like `check` and
+        swaps the routing table without dropping a connection or a queued span; an invalid file
+        is refused and the running configuration stays. Listener, admin and spill changes need
+        a restart.
+
+        Logs go to standard error: one JSON object per line (time, level, label, source,
+        message, then the metadata as fields) unless standard error is a terminal, where lines
+        are for people (--log-format overrides). Refused requests log one warning per reason
+        and minute; repeats are counted into the next line ("… (repeated 1,234 times in 60 s)").
         """)
 
     @Option(name: .long, help: ArgumentHelp("Ingest address HOST:PORT (repeatable; IPv6 as [::1]:9411). Replaces the config's listeners; each serves Zipkin and Datadog.", valueName: "host:port"))
@@ -72,8 +81,12 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: ArgumentHelp("Log lines on standard error: json (one object per line), text (for people), or auto: text on a terminal, else json.", valueName: "auto|json|text"))
+    var logFormat: String = "auto"
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard logFormat == "auto" || LogFormat(rawValue: logFormat) != nil else { throw ValidationError("unknown --log-format \(logFormat); use auto, json or text") }
         guard grace >= 0 else { throw ValidationError("--grace must be 0 or more seconds") }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
         guard maxSpansPerRequest > 0 else { throw ValidationError("--max-spans-per-request must be positive") }
@@ -85,12 +98,8 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            // Values from the wire (service names, answers, headers) cannot split a log line.
-            return LogSafeHandler(wrapping: h)
-        }
+        // Values from the wire (service names, answers, headers) cannot split a log line in either format.
+        RelayLogging.bootstrap(format: LogFormat(rawValue: logFormat), level: level)
         let logger = Logger(label: "tracerelay")
         var overrides = RelayOverrides()
         overrides.listen = listen
@@ -125,6 +134,9 @@ struct ServeCommand: ParsableCommand {
         if let maxBufferedBodyBytes { settings.server.maxBufferedBodyBytes = maxBufferedBodyBytes }
         settings.shutdownGrace = .seconds(grace)
         settings.debugCapture = debugCapture
+        settings.reload.source = ConfigSource(path: config, overrides: overrides)
+        let refusals = RateLimitedLogger(logger: Logger(label: "tracerelay.ingest"))
+        settings.ingest.refusalLog = refusals
         let service: RelayService
         do {
             service = try RelayService(settings: settings, logger: logger)
@@ -134,13 +146,15 @@ struct ServeCommand: ParsableCommand {
             printError("tracerelay: cannot start: \(error)")
             throw ExitCode(1)
         }
-        installSignalHandlers(service: service, logger: logger)
+        service.reloadOnHangup(logger: logger)
+        installSignalHandlers(service: service, logger: logger) { refusals.flush(.warning, "ingest requests refused") }
         dispatchMain()
     }
 }
 
 /// SIGINT/SIGTERM → graceful shutdown, then exit 0. A second signal exits at once.
-private func installSignalHandlers(service: RelayService, logger: Logger) {
+/// `beforeExit` runs once shutdown is done (last words: counts of rate-limited log lines).
+private func installSignalHandlers(service: RelayService, logger: Logger, beforeExit: @escaping @Sendable () -> Void = {}) {
     let queue = DispatchQueue(label: "tracerelay.signals")
     let stopping = SignalState()
     for sig in [SIGINT, SIGTERM] {
@@ -149,7 +163,7 @@ private func installSignalHandlers(service: RelayService, logger: Logger) {
         source.setEventHandler {
             if stopping.begin() {
                 logger.info("signal received, stopping", metadata: ["signal": "\(sig)"])
-                service.shutdown { exit(0) }
+                service.shutdown { beforeExit(); exit(0) }
             } else {
                 logger.warning("second signal, exiting now")
                 exit(1)

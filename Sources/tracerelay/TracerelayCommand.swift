@@ -11,7 +11,7 @@ struct TracerelayCommand: ParsableCommand {
         Start with `tracerelay serve` (embedded default config) or `tracerelay serve --config FILE`.
         """,
         version: tracerelayVersion,
-        subcommands: [ServeCommand.self, CheckCommand.self, ExplainCommand.self, SpillCommand.self],
+        subcommands: [ServeCommand.self, CheckCommand.self, ExplainCommand.self, SpillCommand.self, HealthCommand.self],
         defaultSubcommand: nil)
 }
 

@@ -319,17 +319,25 @@ import Transport
         #expect(!logSafe(Self.forged).contains("\n"))
     }
 
-    @Test func aForgedServiceNameMakesOneLogLine() throws {
-        let lines = LineCapture()
-        let logger = Logger(label: "tracerelay", factory: { lines.handler(label: $0) })
+    /// The relay's own log handler, in both formats, writes the batch line of a `log` backend
+    /// as one line whatever the span's service name holds (the call site passes it raw).
+    @Test(arguments: [LogFormat.text, .json]) func aForgedServiceNameMakesOneLogLine(format: LogFormat) throws {
+        let file = LogFile()
+        let logger = Logger(label: "tracerelay") { LogLineHandler(label: $0, format: format, sink: file.sink, metadataProvider: nil) }
         let table = try RoutingTable(RelayConfig.embeddedDefault)  // a `log` backend: a line per batch
         let consumer = RoutingConsumer(table: table, targets: Array(repeating: nil, count: table.backends.count), logger: logger)
         let h = IngestHarness(configuration: IngestConfiguration(), consumer: consumer)
         let span = #"[{"traceId":"1","id":"1","localEndpoint":{"serviceName":"web\n2026-01-01T00:00:00 critical tracerelay: FORGED"}}]"#
         #expect(h.send("/api/v2/spans", body: Array(span.utf8)).status == 202)
-        let out = lines.text
-        #expect(out.split(separator: "\n").count == 1, "\(out)")
-        #expect(out.contains(#"web\n2026-01-01T00:00:00 critical tracerelay: FORGED"#))
+        let lines = file.lines
+        #expect(lines.count == 1, "\(lines)")
+        #expect(!lines.contains { $0.hasPrefix("2026-01-01T00:00:00 critical") })
+        if format == .json {
+            let object = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any]
+            #expect(object?["first.service"] as? String == Self.forged, "the exact value, escaped once")
+        } else {
+            #expect(lines[0].contains(#"web\n2026-01-01T00:00:00 critical tracerelay: FORGED"#))
+        }
     }
 
     @Test func theLogSafeHandlerEscapesWhatACallSiteForgot() {

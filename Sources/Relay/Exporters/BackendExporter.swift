@@ -21,9 +21,10 @@ import Glibc
 final class BackendExporter: @unchecked Sendable {
     let name: String
     let backendQueue: BackendQueue
-    let sender: any PayloadSender
     let stats: BackendStats
-    private let options: ExportOptions
+    /// Replaced by a reload that changes the backend's URL or export options (on `queue`).
+    private var sender: any PayloadSender
+    private var options: ExportOptions
     private let queue: DispatchQueue
     private let logger: Logger
 
@@ -46,6 +47,10 @@ final class BackendExporter: @unchecked Sendable {
     private var stopped = false
     private var lastPermanentLog: UInt64 = 0
     private var suppressedPermanent = 0
+    /// Requests in flight per sender; senders replaced by a reload wait in `retiredSenders`
+    /// until their last request is answered, then are shut down.
+    private var inFlightBySender: [ObjectIdentifier: Int] = [:]
+    private var retiredSenders: [ObjectIdentifier: any PayloadSender] = [:]
 
     init(name: String, backendQueue: BackendQueue, sender: any PayloadSender, options: ExportOptions,
          stats: BackendStats, logger: Logger) {
@@ -160,9 +165,14 @@ final class BackendExporter: @unchecked Sendable {
         inFlight += 1
         let payload = Payload.join(batch.map(\.record), meta: meta)
         let started = Clock.monotonicNanos()
+        let id = ObjectIdentifier(sender as AnyObject)
+        inFlightBySender[id, default: 0] += 1
         sender.send(payload) { [weak self] outcome in
             guard let self else { return }
-            self.queue.async { self.finished(batch, payload: payload, outcome: outcome, started: started) }
+            self.queue.async {
+                self.senderAnswered(id)
+                self.finished(batch, payload: payload, outcome: outcome, started: started)
+            }
         }
     }
 
@@ -174,6 +184,7 @@ final class BackendExporter: @unchecked Sendable {
         case .delivered:
             for d in batch { backendQueue.ack(d) }
             let latency = Double(Clock.monotonicNanos() &- started) / 1e9
+            stats.recordLatency(nanos: Clock.monotonicNanos() &- started)
             stats.update {
                 $0.sentSpans += spans
                 $0.sentRequests += 1
@@ -194,7 +205,7 @@ final class BackendExporter: @unchecked Sendable {
             let now = Clock.monotonicNanos()
             if now &- lastPermanentLog > 60_000_000_000 || lastPermanentLog == 0 {
                 logger.error("backend refused spans for good; dropped", metadata: [
-                    "target": "\(sender.target)", "spans": "\(spans)", "answer": "\(logSafe(reason))",
+                    "target": "\(sender.target)", "spans": "\(spans)", "answer": "\(reason)",
                     "suppressed.since.last": "\(suppressedPermanent)",
                 ])
                 lastPermanentLog = now
@@ -216,9 +227,9 @@ final class BackendExporter: @unchecked Sendable {
                     backendQueue.markDown()
                     stats.update { $0.up = false }
                     logger.warning("backend is down; its queue spills to disk and one probe request at a time tests it",
-                                   metadata: ["target": "\(sender.target)", "error": "\(logSafe(reason))", "failures": "\(failures)"])
+                                   metadata: ["target": "\(sender.target)", "error": "\(reason)", "failures": "\(failures)"])
                 } else if failures == 1 {
-                    logger.info("send failed; retrying", metadata: ["target": "\(sender.target)", "error": "\(logSafe(reason))"])
+                    logger.info("send failed; retrying", metadata: ["target": "\(sender.target)", "error": "\(reason)"])
                 }
             }
         }
@@ -235,29 +246,74 @@ final class BackendExporter: @unchecked Sendable {
 
     /// Sends what is queued without waiting for batches to fill, until the queue is empty, the
     /// backend is down, or `deadline` (monotonic ns) passes; then calls `completion`.
-    func flush(until deadline: UInt64, completion: @escaping @Sendable () -> Void) {
+    /// - Parameter evenWhenDown: keep trying a backend that is down (a backend removed by a
+    ///   reload drains until empty or `deadline`; shutdown does not wait for a dead backend).
+    func flush(until deadline: UInt64, evenWhenDown: Bool = false, completion: @escaping @Sendable () -> Void) {
         queue.async {
             self.flushing = true
             self.pump()
-            self.checkFlushed(deadline: deadline, completion: completion)
+            self.checkFlushed(deadline: deadline, evenWhenDown: evenWhenDown, completion: completion)
         }
     }
 
-    private func checkFlushed(deadline: UInt64, completion: @escaping @Sendable () -> Void) {
+    private func checkFlushed(deadline: UInt64, evenWhenDown: Bool, completion: @escaping @Sendable () -> Void) {
         let empty = inFlight == 0 && acc.isEmpty && ready.isEmpty && backendQueue.statistics().records == 0
-        if empty || down || Clock.monotonicNanos() >= deadline || stopped {
+        if empty || (down && !evenWhenDown) || Clock.monotonicNanos() >= deadline || stopped {
             completion()
             return
         }
-        queue.asyncAfter(deadline: .now() + .milliseconds(20)) { self.checkFlushed(deadline: deadline, completion: completion) }
+        queue.asyncAfter(deadline: .now() + .milliseconds(20)) {
+            self.checkFlushed(deadline: deadline, evenWhenDown: evenWhenDown, completion: completion)
+        }
+    }
+
+    // MARK: reload
+
+    /// New requests go through `newSender` with `newOptions` (a reload changed the backend's
+    /// URL or export settings); what is queued or retried is sent there too. Requests in flight
+    /// finish on the old sender, which is shut down after its last answer.
+    func replace(sender newSender: any PayloadSender, options newOptions: ExportOptions) {
+        queue.async {
+            let old = self.sender
+            self.sender = newSender
+            self.options = newOptions
+            // The old target's failures say nothing about the new one: try it now.
+            self.failures = 0
+            self.backoffUntil = 0
+            self.retire(old)
+            self.pump()
+        }
+    }
+
+    /// Back to filling batches after a drain that a reload called off (the backend was configured again).
+    func resumeBatching() { queue.async { self.flushing = false } }
+
+    private func retire(_ old: any PayloadSender) {
+        let id = ObjectIdentifier(old as AnyObject)
+        if inFlightBySender[id, default: 0] == 0 {
+            DispatchQueue.global().async { old.shutdown() }
+        } else {
+            retiredSenders[id] = old
+        }
+    }
+
+    private func senderAnswered(_ id: ObjectIdentifier) {
+        let left = inFlightBySender[id, default: 1] - 1
+        inFlightBySender[id] = left == 0 ? nil : left
+        if left == 0, let old = retiredSenders.removeValue(forKey: id) {
+            DispatchQueue.global().async { old.shutdown() }
+        }
     }
 
     /// Stops sending, fails what is in flight and closes the queue: what was not delivered
     /// (in memory, in flight, being batched) is written to the spill directory and replayed by
     /// the next start. Blocks until done.
     func stop() {
-        queue.sync { stopped = true }
-        sender.shutdown()
+        let senders = queue.sync {
+            stopped = true
+            return [sender] + Array(retiredSenders.values)
+        }
+        for s in senders { s.shutdown() }
         backendQueue.shutdown()
     }
 }

@@ -1,6 +1,7 @@
+import Prometheus
 import Synchronization
 
-/// Counters of one backend's exporter, read by `/status` (and the metrics endpoint later) and
+/// Counters of one backend's exporter, read by `/status`, `/api/status` and `/metrics`, and
 /// asserted by tests.
 public final class BackendStats: Sendable {
     public struct Snapshot: Sendable, Equatable {
@@ -21,7 +22,13 @@ public final class BackendStats: Sendable {
         public var lastLatencySeconds: Double = 0
     }
     private let state = Mutex(Snapshot())
-    public init() {}
+    /// Export latency of every request the backend answered (`/metrics`); nil when not measured.
+    private let latency: ValueHistogram?
+
+    public init(exportLatency: ValueHistogram? = nil) { latency = exportLatency }
     public var snapshot: Snapshot { state.withLock { $0 } }
     func update(_ body: (inout Snapshot) -> Void) { state.withLock { body(&$0) } }
+
+    /// Records one request's time from send to answer (once per batch, not per span).
+    func recordLatency(nanos: UInt64) { latency?.record(Double(nanos) / 1e9) }
 }
