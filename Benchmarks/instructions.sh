@@ -23,6 +23,8 @@
 #        pipeline-datadog-datadog"), ITERATIONS (20), HOTPATH_BIN (skip the build, use this binary),
 #        KEEP_WORK=1 (keep the stripped copies and callgrind.out files, for callgrind_annotate).
 set -euo pipefail
+# Swift seeds its hashing per process; a fixed seed makes paths that hash (v0.5 string tables) repeat exactly.
+export SWIFT_DETERMINISTIC_HASHING=1
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 MODE=${1:-print}

@@ -38,7 +38,7 @@ public struct TraceID: Hashable, Sendable, Comparable, CustomStringConvertible {
 }
 
 /// Parses 1...16 hex digits into a UInt64; nil on any other byte or length.
-@inlinable
+@inlinable @inline(__always)
 public func parseHex64(_ b: UnsafeRawBufferPointer) -> UInt64? {
     guard b.count >= 1, b.count <= 16 else { return nil }
     var v: UInt64 = 0

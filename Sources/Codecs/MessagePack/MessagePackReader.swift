@@ -71,7 +71,7 @@ public struct MessagePackReader {
 
     // MARK: Primitive loads
 
-    @inlinable
+    @inlinable @inline(__always)
     mutating func need(_ n: Int, _ what: StaticString) throws(DecodeError) {
         if _slowPath(n > bytes.count &- position) { throw truncated(what, at: position) }
     }
@@ -89,7 +89,7 @@ public struct MessagePackReader {
     func load64(_ at: Int) -> UInt64 { UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
 
     /// The type byte at the current position, without consuming it.
-    @inlinable
+    @inlinable @inline(__always)
     public func peekByte() throws(DecodeError) -> UInt8 {
         if _slowPath(position >= bytes.count) { throw truncated("value", at: position) }
         return load8(position)
@@ -137,7 +137,7 @@ public struct MessagePackReader {
     }
 
     /// Reads a map header and returns its entry count. Nil reads as an empty map.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func readMapHeader() throws(DecodeError) -> Int {
         let start = position
         let b = try peekByte()
@@ -152,7 +152,7 @@ public struct MessagePackReader {
 
     /// Every element takes at least one byte, so a count above the remaining bytes is a lie;
     /// rejecting it early keeps callers from reserving memory for it.
-    @inlinable
+    @inlinable @inline(__always)
     func checkedCount(_ n: Int, _ start: Int) throws(DecodeError) -> Int {
         if _slowPath(n > bytes.count &- position) {
             throw error("msgpack: container declares \(n) elements but only \(bytes.count - position) bytes remain", at: start)
@@ -221,7 +221,7 @@ public struct MessagePackReader {
 
     /// Reads an integer of any width as a signed value (uint64 above Int64.max wraps).
     /// Floats with an integral value are accepted too, as some clients send them for times.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func readInt64() throws(DecodeError) -> Int64 {
         let b = try peekByte()
         if _slowPath(b == 0xca || b == 0xcb) {
