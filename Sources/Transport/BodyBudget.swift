@@ -131,14 +131,16 @@ public final class BodyBudget: Sendable {
         return true
     }
 
-    /// The default `HTTPServerConfiguration.maxBufferedBodyBytes`: a quarter of physical
-    /// memory, at most 1 GiB (256 MiB if the memory size cannot be read).
+    /// The default `HTTPServerConfiguration.maxBufferedBodyBytes`: an eighth of physical
+    /// memory, at most 256 MiB. A body is held only while it arrives (the handler takes it at
+    /// once), so 256 MiB is hundreds of full-size batches in flight; more only lets stalling
+    /// clients hold more (the hostile mix's stalled h2 streams reached 1.4 GB with a 1 GiB cap).
     public static let defaultLimit: Int = {
         let pages = sysconf(Int32(_SC_PHYS_PAGES))
         let pageSize = sysconf(Int32(_SC_PAGESIZE))
         guard pages > 0, pageSize > 0 else { return 256 << 20 }
         let (total, overflow) = pages.multipliedReportingOverflow(by: pageSize)
-        return overflow ? 1 << 30 : min(total / 4, 1 << 30)
+        return overflow ? 256 << 20 : min(total / 8, 256 << 20)
     }()
 
     /// A budget that never refuses, for engines driven without a server (sans-IO tests).
