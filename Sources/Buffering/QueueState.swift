@@ -221,7 +221,10 @@ struct QueueState: Sendable {
         if let r = diskBuffer.first { oldest = min(oldest, r.stored.timeMillis) }
         if let r = pending.first { oldest = min(oldest, r.stored.timeMillis) }
         for e in inflight.values { oldest = min(oldest, e.stored.timeMillis) }
-        if unread > 0, let seg = segments.first(where: { $0.lastSeq >= readFromSeq }) { oldest = min(oldest, seg.createdAtMillis) }
+        if unread > 0, let seg = segments.first(where: { $0.lastSeq >= readFromSeq }) {
+            oldest = min(oldest, seg.createdAtMillis)
+            s.oldestSpilledAgeSeconds = nowMillis > seg.createdAtMillis ? Double(nowMillis - seg.createdAtMillis) / 1000 : 0
+        }
         if oldest != .max {
             s.oldestAgeSeconds = nowMillis > oldest ? Double(nowMillis - oldest) / 1000 : 0
         }

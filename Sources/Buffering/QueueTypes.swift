@@ -180,4 +180,6 @@ public struct QueueStats: Sendable, Equatable {
     public var writeErrors = 0
     /// Age in seconds of the oldest pending record (0 when empty).
     public var oldestAgeSeconds: Double = 0
+    /// Age in seconds of the oldest spill segment that still holds unsent records (0 when none).
+    public var oldestSpilledAgeSeconds: Double = 0
 }

@@ -121,6 +121,7 @@ public final class RelayService: Sendable {
                                        spill: settings.spill, backends: backendFigures, limits: limitFigures,
                                        listeners: { serverRef.server.withLock { $0?.boundListeners } ?? [] },
                                        connections: { serverRef.server.withLock { $0?.connectionCount } ?? 0 },
+                                       counters: { serverRef.server.withLock { $0?.counters } },
                                        lastReload: { reloader?.lastReload })
         self.status = status
         AdminEndpoints(readiness: readiness, ingestStats: ingestStats, routingStats: routingStats,

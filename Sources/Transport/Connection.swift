@@ -27,6 +27,8 @@ final class Connection: ConnectionContext, @unchecked Sendable {
     private weak var server: HTTPServer?
     /// The server's budget for buffered request bodies (`ConnectionContext.bodyBudget`).
     let bodyBudget: BodyBudget
+    /// The server's counters (`ConnectionContext.counters`).
+    var counters: ServerCounters { server?.counters ?? .detached }
     /// This connection's listener honours `Upgrade: h2c`.
     private let allowH2CUpgrade: Bool
 

@@ -281,6 +281,7 @@ package final class HTTP1Engine: ProtocolEngine, HTTP1RequestParserDelegate, @un
 
     func parserFailed(_ error: HTTP1RequestError) {
         parsePaused = false
+        context?.counters.answered(error.status)
         responses.append(.init(response: .error(error.status, code: error.code, message: error.message, headers: error.headers),
                                isHead: false, closeAfter: true, version: .http1_1, kind: .normal))
         emitReady()

@@ -62,6 +62,8 @@ public final class HTTPServer: Sendable {
     /// The budget for buffered request bodies shared by every connection
     /// (`configuration.maxBufferedBodyBytes`).
     public let bodyBudget: BodyBudget
+    /// Answers the server gave itself, HTTP/2 streams refused and open (read by metrics).
+    public let counters = ServerCounters()
 
     private struct State {
         var listeners: [Listener] = []

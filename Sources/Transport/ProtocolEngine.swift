@@ -16,11 +16,14 @@ package protocol ConnectionContext: AnyObject {
     /// both engines). Reserve as a body buffer grows; release when the request is handed to
     /// the handler or the stream/connection ends.
     var bodyBudget: BodyBudget { get }
+    /// The server's counters (answers it gave itself, h2 streams).
+    var counters: ServerCounters { get }
 }
 
 extension ConnectionContext {
     /// Contexts without a server (sans-IO tests) buffer without a global limit.
     package var bodyBudget: BodyBudget { BodyBudget.unlimited }
+    package var counters: ServerCounters { ServerCounters.detached }
 }
 
 /// What the engine wants the connection to do after a call.

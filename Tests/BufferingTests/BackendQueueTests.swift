@@ -48,12 +48,15 @@ import Testing
         #expect(eventually { q.statistics().diskBytes > 0 })
         let s = q.statistics()
         #expect(s.memoryBytes <= 64 << 10 + 16 << 10 + 1024, "memory tier bounded while spilling: \(s.memoryBytes)")
+        // The oldest unsent spill segment ages (the metrics' oldest-spilled age).
+        #expect(eventually { q.statistics().oldestSpilledAgeSeconds >= 0.05 })
         let got = drain(q, count: n)
         #expect(got.map { number(of: $0.record)! } == Array(0..<n))
         #expect(got.map(\.seq) == (0..<n).map(UInt64.init))
         // Acknowledged segments are deleted.
         #expect(eventually { q.statistics().segments == 0 }, "\(q.statistics())")
         #expect(q.statistics().records == 0)
+        #expect(q.statistics().oldestSpilledAgeSeconds == 0)
         q.shutdown()
     }
 

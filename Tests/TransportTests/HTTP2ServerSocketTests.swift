@@ -150,6 +150,7 @@ import Testing
         }
 
         #expect(pump { responders.count == 1 })
+        #expect(server.counters.openStreams == 1, "the waiting stream is counted open")
         let stopped = H2Recorder<Bool>()
         server.shutdown(grace: .seconds(10)) { stopped.add(true) }
         #expect(pump { client.goawayReceived })
@@ -162,5 +163,22 @@ import Testing
         #expect(client.response(id)?.body == Array("late".utf8))
         #expect(pump { eof })
         #expect(pump { stopped.count == 1 })
+        #expect(server.counters.openStreams == 0)
+    }
+
+    /// Answers the server gives itself (the request never reaches the handler) are counted by
+    /// status for the metrics; the handler's own answers are not.
+    @Test(arguments: HTTPEventMode.allCases) func serverCountsTheAnswersItGivesItself(eventMode: HTTPEventMode) throws {
+        let server = HTTPServer(configuration: .testing(eventMode), handler: ClosureHandler { _, respond in respond(HTTPResponse(status: 202)) },
+                                logger: Logger(label: "test.counters"))
+        try server.start(listeners: [ListenAddress(host: "127.0.0.1", port: 0)])
+        defer { server.shutdown(grace: .seconds(1)) {} }
+        let good = try TestClient(port: server.boundPorts[0])
+        good.send("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n[]")
+        #expect(good.readResponse()?.status == 202)
+        let bad = try TestClient(port: server.boundPorts[0])
+        bad.send("POST /x HTTP/1.1\r\nHost: a b\r\nContent-Length: 2\r\n\r\n[]")
+        #expect(bad.readResponse()?.status == 400)
+        #expect(server.counters.ownAnswers == [400: 1])
     }
 }

@@ -66,6 +66,11 @@ public final class RelayMetrics: Sendable {
         gauge("tracerelay_uptime_seconds", "Seconds since the relay started.", [], s.uptimeSeconds)
         gauge("tracerelay_ready", "1 when the relay accepts traffic (every listener bound, not shutting down).", [], s.ready ? 1 : 0)
         gauge("tracerelay_http_open_connections", "Open client connections on every listener.", [], Double(s.openConnections))
+        gauge("tracerelay_http_open_streams", "Open HTTP/2 streams on every connection.", [], Double(s.openStreams))
+        counter("tracerelay_http_refused_streams_total", "HTTP/2 streams reset with REFUSED_STREAM before processing (body budget spent).", [], s.refusedStreams)
+        for (code, n) in s.serverAnswers {
+            counter("tracerelay_http_server_answers_total", "Answers the server gave itself, before the request reached the relay (framing errors, limits, budgets, timeouts), by status code.", [("code", String(code))], n)
+        }
 
         // Spans of requests a queue refused: known per request, not per region or backend.
         var ingestRefused: [String: Int] = [:]
@@ -120,6 +125,7 @@ public final class RelayMetrics: Sendable {
             gauge("tracerelay_queue_records", "Records waiting or in flight in a backend's queue.", l, Double(b.queue.records))
             gauge("tracerelay_queue_spill_segments", "Spill segment files of a backend's queue.", l, Double(b.queue.segments))
             gauge("tracerelay_queue_oldest_record_age_seconds", "Age of the oldest record waiting in a backend's queue (0 when empty).", l, b.queue.oldestAgeSeconds)
+            gauge("tracerelay_queue_oldest_spilled_age_seconds", "Age of the oldest spill segment of a backend that still holds unsent records (0 when none).", l, b.queue.oldestSpilledAgeSeconds)
             counter("tracerelay_queue_spans_enqueued_total", "Spans a backend's queue took.", l, b.queue.enqueuedSpans)
             counter("tracerelay_queue_records_rejected_total", "Records a backend's queue refused (full).", l, b.queue.rejectedRecords)
             counter("tracerelay_queue_corrupt_frames_total", "Spill frames that failed verification on replay.", l, b.queue.corruptFrames)

@@ -27,6 +27,10 @@ public struct RelayStatus: Sendable {
     /// Bound listeners; `admin` is the admin listener's name.
     public var listeners: [BoundListener]
     public var openConnections: Int
+    /// Answers the server gave itself by status code, h2 streams refused and open (Transport's counters).
+    public var serverAnswers: [Int: Int] = [:]
+    public var refusedStreams = 0
+    public var openStreams = 0
     public var ingest: [IngestStats.Key: IngestStats.Snapshot]
     public var routing: RoutingStats.Snapshot
     public var backends: [BackendStatus]
@@ -54,6 +58,7 @@ public final class RelayStatusSource: Sendable {
     let limits: @Sendable () -> [(String, [(String, Int)])]
     let listeners: @Sendable () -> [BoundListener]
     let connections: @Sendable () -> Int
+    let counters: @Sendable () -> ServerCounters?
     let lastReload: @Sendable () -> ReloadRecord?
     /// Recent per-second samples for the page's sparklines.
     public let history: ThroughputHistory
@@ -64,6 +69,7 @@ public final class RelayStatusSource: Sendable {
                 limits: @escaping @Sendable () -> [(String, [(String, Int)])] = { [] },
                 listeners: @escaping @Sendable () -> [BoundListener] = { [] },
                 connections: @escaping @Sendable () -> Int = { 0 },
+                counters: @escaping @Sendable () -> ServerCounters? = { nil },
                 lastReload: @escaping @Sendable () -> ReloadRecord? = { nil },
                 historySeconds: Int = 120) {
         self.readiness = readiness
@@ -75,6 +81,7 @@ public final class RelayStatusSource: Sendable {
         self.limits = limits
         self.listeners = listeners
         self.connections = connections
+        self.counters = counters
         self.lastReload = lastReload
         self.history = ThroughputHistory(capacity: historySeconds)
     }
@@ -87,7 +94,7 @@ public final class RelayStatusSource: Sendable {
     public func current() -> RelayStatus {
         let configs = Dictionary((table()?.backends ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let r = readiness.current
-        return RelayStatus(
+        var status = RelayStatus(
             version: relayVersion,
             uptimeSeconds: Double(Clock.monotonicNanos() &- startedMonotonic) / 1e9,
             startedAtUnixSeconds: startedWall,
@@ -101,5 +108,11 @@ public final class RelayStatusSource: Sendable {
             },
             queueMemoryLimitBytes: spill.memoryBytes, queueDiskLimitBytes: spill.maxDiskBytes,
             limits: limits(), lastReload: lastReload())
+        if let c = counters() {
+            status.serverAnswers = c.ownAnswers
+            status.refusedStreams = c.refusedStreams
+            status.openStreams = c.openStreams
+        }
+        return status
     }
 }

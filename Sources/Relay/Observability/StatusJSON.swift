@@ -72,6 +72,7 @@ enum StatusJSON {
             q.int("records", b.queue.records)
             q.int("in_flight", b.queue.inFlight)
             q.number("oldest_age_seconds", b.queue.oldestAgeSeconds)
+            q.number("oldest_spilled_age_seconds", b.queue.oldestSpilledAgeSeconds)
             q.int("rejected_records", b.queue.rejectedRecords)
             x.raw("queue", q.text)
             let h = history.backends[b.name]

@@ -31,6 +31,7 @@ extension HTTP2ServerEngine {
 
     /// Answers before the request is complete (body or header block over the limit).
     func refuse(_ stream: Stream, _ response: HTTPResponse) {
+        counters.answered(response.status)
         releaseReservation(stream)
         stream.body = []
         stream.headers = []
@@ -47,6 +48,7 @@ extension HTTP2ServerEngine {
                                   headers: [("Retry-After", "1")]))
             return
         }
+        counters.refusedStream()
         releaseReservation(stream)
         stream.body = []
         stream.headers = []

@@ -23,6 +23,7 @@ extension HTTP2ServerEngine {
         }
         guard frame.isRequestHeaders else { return }
         streams[streamID] = Stream(id: streamID)
+        counters.streamsOpened()
         lastProgressNanos = now
     }
 
@@ -216,6 +217,7 @@ extension HTTP2ServerEngine {
 
     func streamClosed(streamID: Int32, errorCode: UInt32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
+        counters.streamsClosed()
         releaseReservation(stream)
         if stream.phase == .awaitingAnswer { awaitingAnswers -= 1 }
         assert(awaitingAnswers >= 0 && bufferedBodyBytes >= 0)

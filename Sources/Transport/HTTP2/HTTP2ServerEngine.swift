@@ -98,6 +98,8 @@ package final class HTTP2ServerEngine: ProtocolEngine, NGHTTP2SessionOwner {
     package internal(set) var bufferedBodyBytes = 0
     /// The server-wide budget for buffered bodies (shared with every other connection).
     let bodyBudget: BodyBudget
+    /// The server's counters (taken from the context at init, like the budget).
+    let counters: ServerCounters
 
     /// The monotonic clock (nanoseconds); tests replace it.
     package var clock: @Sendable () -> UInt64 = { Clock.monotonicNanos() }
@@ -139,6 +141,7 @@ package final class HTTP2ServerEngine: ProtocolEngine, NGHTTP2SessionOwner {
         self.remoteAddress = context.remoteAddress
         self.listener = context.listener
         self.bodyBudget = context.bodyBudget
+        self.counters = context.counters
         let settings: [nghttp2_settings_entry] = [
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: UInt32(c.maxConcurrentStreams)),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(c.initialStreamWindow)),
@@ -195,6 +198,7 @@ package final class HTTP2ServerEngine: ProtocolEngine, NGHTTP2SessionOwner {
     deinit {
         // Streams still open when the connection goes: give their reservations back. The
         // session is freed after this, with the stored properties (see NGHTTP2Session).
+        counters.streamsClosed(streams.count)
         var held = 0
         for stream in streams.values {
             held += stream.reserved
