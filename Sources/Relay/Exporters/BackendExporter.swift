@@ -27,6 +27,8 @@ final class BackendExporter: @unchecked Sendable {
     private var options: ExportOptions
     private let queue: DispatchQueue
     private let logger: Logger
+    /// Lines that can repeat per batch or per record: one a minute per kind, with the count.
+    private let limited: RateLimitedLogger
 
     // MARK: state on `queue`
     private var inFlight = 0
@@ -45,8 +47,6 @@ final class BackendExporter: @unchecked Sendable {
     private var backoffUntil: UInt64 = 0
     private var flushing = false
     private var stopped = false
-    private var lastPermanentLog: UInt64 = 0
-    private var suppressedPermanent = 0
     /// Requests in flight per sender; senders replaced by a reload wait in `retiredSenders`
     /// until their last request is answered, then are shut down.
     private var inFlightBySender: [ObjectIdentifier: Int] = [:]
@@ -62,6 +62,7 @@ final class BackendExporter: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "backend"] = .string(name)
         self.logger = logger
+        self.limited = RateLimitedLogger(logger: logger)
         self.queue = DispatchQueue(label: "tracerelay.export.\(name)")
     }
 
@@ -131,7 +132,7 @@ final class BackendExporter: @unchecked Sendable {
                 // Written by a version that encoded differently: it cannot be sent as it is.
                 backendQueue.ack(d)
                 stats.update { $0.droppedSpans += d.record.spanCount; $0.lastError = "undecodable queued record dropped" }
-                logger.warning("dropping a queued record this version cannot decode", metadata: ["spans": "\(d.record.spanCount)"])
+                limited.log(.warning, key: "undecodable", "dropping a queued record this version cannot decode", metadata: ["spans": "\(d.record.spanCount)"])
                 continue
             }
             if !acc.isEmpty && d.record.metadata != accMeta { ready.append(closeAcc()) }
@@ -202,17 +203,9 @@ final class BackendExporter: @unchecked Sendable {
             for d in batch { backendQueue.ack(d) }
             stats.update { $0.droppedSpans += spans; $0.failedRequests += 1; $0.lastError = reason }
             // A permanent answer repeats for every batch: one line a minute, with the count.
-            let now = Clock.monotonicNanos()
-            if now &- lastPermanentLog > 60_000_000_000 || lastPermanentLog == 0 {
-                logger.error("backend refused spans for good; dropped", metadata: [
-                    "target": "\(sender.target)", "spans": "\(spans)", "answer": "\(reason)",
-                    "suppressed.since.last": "\(suppressedPermanent)",
-                ])
-                lastPermanentLog = now
-                suppressedPermanent = 0
-            } else {
-                suppressedPermanent += 1
-            }
+            limited.log(.error, key: "permanent", "backend refused spans for good; dropped", metadata: [
+                "target": "\(sender.target)", "spans": "\(spans)", "answer": "\(reason)",
+            ])
             failures = 0
         case .retryable(let reason, let retryAfter):
             // Back in the queue, delivered again before anything newer.
@@ -229,7 +222,8 @@ final class BackendExporter: @unchecked Sendable {
                     logger.warning("backend is down; its queue spills to disk and one probe request at a time tests it",
                                    metadata: ["target": "\(sender.target)", "error": "\(reason)", "failures": "\(failures)"])
                 } else if failures == 1 {
-                    logger.info("send failed; retrying", metadata: ["target": "\(sender.target)", "error": "\(reason)"])
+                    // Once per failure streak; a flapping backend starts a streak per batch.
+                    limited.log(.info, key: "retrying", "send failed; retrying", metadata: ["target": "\(sender.target)", "error": "\(reason)"])
                 }
             }
         }
