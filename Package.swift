@@ -32,6 +32,8 @@ let package = Package(
                        providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
         .target(name: "CShims", path: "Sources/CShims"),
         // One of each small helper every module needs: clocks, OWS trimming, cold-path JSON quoting.
         .target(name: "Basics"),
@@ -49,6 +51,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
+        // Sans-IO TLS (OpenSSL 3 with memory BIOs) between the sockets and the HTTP engines (docs/tls.md).
+        .target(name: "TLS", dependencies: ["Basics", "COpenSSL"]),
         .target(name: "Transport", dependencies: [
             "Basics", "CNghttp2", "CShims",
             .product(name: "Logging", package: "swift-log"),
@@ -89,6 +93,7 @@ let package = Package(
         .testTarget(name: "CodecsTests", dependencies: ["TestSupport", "Codecs", "Spans"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RoutingTests", dependencies: ["TestSupport", "Routing", "Spans"]),
         .testTarget(name: "BufferingTests", dependencies: ["TestSupport", "Buffering", "buffering-harness"]),
+        .testTarget(name: "TLSTests", dependencies: ["TestSupport", "TLS"]),
         .testTarget(name: "TransportTests", dependencies: ["TestSupport", "Transport", "CNghttp2"]),
         .testTarget(name: "LoadtestTests", dependencies: ["LoadtestCore", "Spans", "Codecs", "tracerelay"]),
         .testTarget(name: "RelayTests", dependencies: ["TestSupport", "Relay", "Transport", "Spans", "Codecs", "Routing", "Buffering",

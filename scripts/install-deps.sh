@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   pkg-config libnghttp2-dev libzstd-dev zlib1g-dev   # C libraries the relay links
+  libssl-dev openssl                                 # TLS (OpenSSL 3); the CLI makes test certificates and is a real TLS peer
   nghttp2-client curl zstd                           # real clients used by the tests (nghttp, h2load)
   python3-venv                                       # venv for the Python client tests
   chromium                                           # a real browser for the status page and load-rig report tests
