@@ -132,15 +132,16 @@ public final class BodyBudget: Sendable {
     }
 
     /// The default `HTTPServerConfiguration.maxBufferedBodyBytes`: an eighth of physical
-    /// memory, at most 256 MiB. A body is held only while it arrives (the handler takes it at
-    /// once), so 256 MiB is hundreds of full-size batches in flight; more only lets stalling
-    /// clients hold more (the hostile mix's stalled h2 streams reached 1.4 GB with a 1 GiB cap).
+    /// memory, at most 128 MiB. A body is held only while it arrives (the handler takes it at
+    /// once), so 128 MiB is a hundred full 1 MiB batches arriving at the same moment; more only
+    /// lets stalling clients hold more (the hostile mix's stalled h2 streams: +1.4 GB RSS with a
+    /// 1 GiB cap, +370 MB with 256 MiB, +185 MB with 128 MiB).
     public static let defaultLimit: Int = {
         let pages = sysconf(Int32(_SC_PHYS_PAGES))
         let pageSize = sysconf(Int32(_SC_PAGESIZE))
-        guard pages > 0, pageSize > 0 else { return 256 << 20 }
+        guard pages > 0, pageSize > 0 else { return 128 << 20 }
         let (total, overflow) = pages.multipliedReportingOverflow(by: pageSize)
-        return overflow ? 256 << 20 : min(total / 8, 256 << 20)
+        return overflow ? 128 << 20 : min(total / 8, 128 << 20)
     }()
 
     /// A budget that never refuses, for engines driven without a server (sans-IO tests).

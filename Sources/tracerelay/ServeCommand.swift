@@ -72,7 +72,7 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Bytes that decompressed bodies and decoded spans of all requests in flight may hold (after that: 503 with Retry-After; default: a quarter of RAM, at most 2 GiB).")
     var memoryBudgetBytes: Int?
 
-    @Option(name: .long, help: "Request-body bytes all connections together may buffer before new bodies get 503 / REFUSED_STREAM (default: an eighth of RAM, at most 256 MiB).")
+    @Option(name: .long, help: "Request-body bytes all connections together may buffer before new bodies get 503 / REFUSED_STREAM (default: an eighth of RAM, at most 128 MiB).")
     var maxBufferedBodyBytes: Int?
 
     @Option(name: .long, help: "Keep this many recent batches for GET /debug/captured (0 = off; for tests and debugging).")
