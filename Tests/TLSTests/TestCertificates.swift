@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 
 /// Certificates made with the `openssl` CLI at test time, once per test process, into a

@@ -53,18 +53,9 @@ import Testing
         }
     }
 
-    /// Runs a tool to completion; returns its exit status and standard output.
+    /// Runs a tool to completion; returns its exit status and output.
     static func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = arguments
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        try Tool.run(tool, arguments)
     }
 
     static let curl = "/usr/bin/curl"

@@ -1,10 +1,10 @@
 import Foundation
 
 /// Runs command-line tools (openssl, curl) for the tests.
-enum Tool {
+public enum Tool {
     /// Runs `tool` to completion with `stdin` as its input (then closed; none: /dev/null);
     /// returns its exit status and its output (stdout and stderr together).
-    static func run(_ tool: String, _ arguments: [String], stdin: String? = nil) throws -> (status: Int32, output: String) {
+    public static func run(_ tool: String, _ arguments: [String], stdin: String? = nil) throws -> (status: Int32, output: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tool)
         p.arguments = arguments
