@@ -14,32 +14,44 @@ struct ServeCommand: ParsableCommand {
         abstract: "Run the relay: accept Zipkin and Datadog spans, route them by mesh tags, forward them to their backends.",
         discussion: """
         Ingest endpoints on every --listen address (HTTP/1.1 and h2c):
-          POST /api/v2/spans            Zipkin v2 JSON or proto3 (Content-Type application/x-protobuf)
-          POST /api/v1/spans            Zipkin v1 JSON
-          PUT|POST /v0.3|v0.4|v0.5|v0.7/traces   Datadog traces (msgpack; v0.3 also JSON); GET /info like an agent
-          PUT|POST /v0.6/stats          Datadog client stats (forwarded to the Datadog backend)
-        Admin endpoints on the admin address only: GET /health/live, /health/ready, /status
-        (and /debug/captured with --debug-capture).
+          POST /api/v2/spans   Zipkin v2 JSON or proto3 (application/x-protobuf)
+          POST /api/v1/spans   Zipkin v1 JSON
+          PUT|POST /v0.3|v0.4|v0.5|v0.7/traces   Datadog traces (msgpack;
+                               v0.3 also JSON); GET /info like an agent
+          PUT|POST /v0.6/stats Datadog client stats (to the Datadog backend)
+        Admin endpoints, on the admin address only:
+          GET /                the status page (problems first)
+          GET /metrics         Prometheus exposition
+          GET /api/status      the status page's figures as JSON
+          GET /api/routes?tag=k=v&...   what `explain` answers
+          POST /api/reload     re-read --config (as SIGHUP does)
+          GET /health/live, /health/ready, /status
+          (and /debug/captured with --debug-capture)
 
-        Without --config the embedded default runs: Zipkin on 127.0.0.1:9411, Datadog on
-        127.0.0.1:8126, admin on 127.0.0.1:9901, and a `log` backend that prints a line per
-        batch — no tracing backend needed. Flags override the config's Relay document.
+        Without --config the embedded default runs: Zipkin on 127.0.0.1:9411,
+        Datadog on 127.0.0.1:8126, admin on 127.0.0.1:9901, and a `log`
+        backend that prints a line per batch — no tracing backend needed.
+        Flags override the config's Relay document.
 
-        Spans are answered (202 / 200) once every backend queue they route to has taken them.
-        Each sending backend has its own queue (memory, then zstd spill files under
-        --spill-dir/<backend>/) and exporter (batching, retries with backoff). SIGINT/SIGTERM
-        stop accepting, let requests finish, send what is queued within --grace seconds and
-        spill the rest, which the next start replays first. Request bodies may be gzip,
-        deflate or zstd encoded.
-        SIGHUP or POST /api/reload (admin) re-reads --config, validates it like `check` and
-        swaps the routing table without dropping a connection or a queued span; an invalid file
-        is refused and the running configuration stays. Listener, admin and spill changes need
-        a restart.
+        Spans are answered (202 / 200) once every backend queue they route to
+        has taken them. Each sending backend has its own queue (memory, then
+        zstd spill files under --spill-dir/<backend>/) and exporter (batching,
+        retries with backoff). SIGINT/SIGTERM stop accepting, let requests
+        finish, send what is queued within --grace seconds and spill the rest,
+        which the next start replays first. Request bodies may be gzip, deflate
+        or zstd encoded.
 
-        Logs go to standard error: one JSON object per line (time, level, label, source,
-        message, then the metadata as fields) unless standard error is a terminal, where lines
-        are for people (--log-format overrides). Refused requests log one warning per reason
-        and minute; repeats are counted into the next line ("… (repeated 1,234 times in 60 s)").
+        SIGHUP or POST /api/reload re-reads --config, validates it like `check`
+        and swaps the routing table without dropping a connection or a queued
+        span; an invalid file is refused and the running configuration stays.
+        Listener, admin and spill changes need a restart.
+
+        Logs go to standard error: one JSON object per line (time, level,
+        label, source, message, then the metadata as fields) unless standard
+        error is a terminal, where lines are for people (--log-format
+        overrides). Refused requests log one warning per reason and minute;
+        repeats are counted into the next line ("… (repeated 1,234 times in
+        60 s)").
         """)
 
     @Option(name: .long, help: ArgumentHelp("Ingest address HOST:PORT (repeatable; IPv6 as [::1]:9411). Replaces the config's listeners; each serves Zipkin and Datadog.", valueName: "host:port"))
