@@ -26,14 +26,19 @@ public enum TracerelayTagsHeader {
         tags.map { encode($0.key) + "=" + encode($0.value) }.joined(separator: ",")
     }
 
+    /// `%`, `,` and `=` are percent-encoded, and so are spaces and control characters: a space
+    /// at either end would be trimmed away by `parse`, and control characters cannot travel in
+    /// a header value.
     private static func encode(_ s: String) -> String {
         var out = ""
-        for c in s {
-            switch c {
+        for u in s.unicodeScalars {
+            switch u {
             case "%": out += "%25"
             case ",": out += "%2C"
             case "=": out += "%3D"
-            default: out.append(c)
+            case _ where u.value <= 0x20 || u.value == 0x7F:
+                out += "%" + (u.value < 0x10 ? "0" : "") + String(u.value, radix: 16, uppercase: true)
+            default: out.unicodeScalars.append(u)
             }
         }
         return out
@@ -45,7 +50,8 @@ public enum TracerelayTagsHeader {
         var it = Array(s.utf8)[...]
         while let b = it.popFirst() {
             if b == UInt8(ascii: "%") {
-                guard it.count >= 2, let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16) else { return nil }
+                guard it.count >= 2, it.prefix(2).allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit }),
+                      let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16) else { return nil }
                 it = it.dropFirst(2)
                 bytes.append(v)
             } else {
