@@ -13,6 +13,7 @@ let package = Package(
         .executableTarget(name: "FuzzParsers", dependencies: [
             .product(name: "Codecs", package: "tracerelay"),
             .product(name: "Spans", package: "tracerelay"),
+            .product(name: "Routing", package: "tracerelay"),
         ], swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
     ]
 )

@@ -1,4 +1,5 @@
 import Codecs
+import Routing
 import Spans
 #if canImport(Glibc)
 import Glibc
@@ -19,6 +20,19 @@ let parsers: [String: @Sendable ([UInt8]) -> Void] = [
         _ = try? DatadogV04.decode(out, metadata: BatchMetadata(format: .datadogV04))
     },
     "datadog-v05": { _ = try? DatadogV05.decode($0, metadata: BatchMetadata(format: .datadogV05)) },
+    "datadog-v07": { _ = try? DatadogV07.decode($0, metadata: BatchMetadata(format: .datadogV07)) },
+    // `X-Tracerelay-Tags` from an upstream relay: parsed, or nil; what parses must format back
+    // to a header that parses to the same tags.
+    "tracerelay-tags": { body in
+        guard let tags = TracerelayTagsHeader.parse(String(decoding: body, as: UTF8.self)) else { return }
+        let again = TracerelayTagsHeader.parse(TracerelayTagsHeader.format(tags))
+        precondition(again == tags, "tags header does not round-trip")
+    },
+    // The config loader: YAML → RelayConfig → RoutingTable, or a ConfigError.
+    "config": { body in
+        guard let config = try? RelayConfig.parse(yaml: String(decoding: body, as: UTF8.self)) else { return }
+        _ = try? RoutingTable(config)
+    },
     "content-decoding": { body in
         for enc in ["gzip", "deflate", "zstd"] {
             _ = try? ContentDecoding.decode(body, contentEncoding: enc, limits: DecompressionLimits(maxBytes: 1 << 20, maxRatio: 100))
