@@ -109,6 +109,10 @@ struct ServeCommand: ParsableCommand {
     }
 
     func run() throws {
+        // SIGINT, SIGTERM and SIGHUP are blocked before any thread exists (threads inherit the
+        // mask) and taken with sigwait on this thread once the relay runs: a signal sent at
+        // any moment — even while it starts — stays pending until it is handled, never lost.
+        let signals = blockControlSignals()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         // Values from the wire (service names, answers, headers) cannot split a log line in either format.
         RelayLogging.bootstrap(format: LogFormat(rawValue: logFormat), level: level)
@@ -158,38 +162,41 @@ struct ServeCommand: ParsableCommand {
             printError("tracerelay: cannot start: \(error)")
             throw ExitCode(1)
         }
-        service.reloadOnHangup(logger: logger)
-        installSignalHandlers(service: service, logger: logger) { refusals.flush(.warning, "ingest requests refused") }
-        dispatchMain()
+        waitForSignals(signals, service: service, logger: logger) { refusals.flush(.warning, "ingest requests refused") }
     }
 }
 
-/// SIGINT/SIGTERM → graceful shutdown, then exit 0. A second signal exits at once.
-/// `beforeExit` runs once shutdown is done (last words: counts of rate-limited log lines).
-private func installSignalHandlers(service: RelayService, logger: Logger, beforeExit: @escaping @Sendable () -> Void = {}) {
-    let queue = DispatchQueue(label: "tracerelay.signals")
-    let stopping = SignalState()
-    for sig in [SIGINT, SIGTERM] {
-        signal(sig, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-        source.setEventHandler {
-            if stopping.begin() {
-                logger.info("signal received, stopping", metadata: ["signal": "\(sig)"])
-                service.shutdown { beforeExit(); exit(0) }
-            } else {
-                logger.warning("second signal, exiting now")
-                exit(1)
-            }
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (and so in every thread it starts).
+private func blockControlSignals() -> sigset_t {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for sig in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, sig) }
+    pthread_sigmask(SIG_BLOCK, &set, nil)
+    return set
+}
+
+/// Takes the blocked signals on this thread for the life of the process:
+/// SIGINT/SIGTERM → graceful shutdown, then exit 0 (a second one exits at once with 1);
+/// SIGHUP → reload the configuration. `beforeExit` runs once shutdown is done (last words:
+/// counts of rate-limited log lines).
+private func waitForSignals(_ set: sigset_t, service: RelayService, logger: Logger,
+                            beforeExit: @escaping @Sendable () -> Void = {}) -> Never {
+    var set = set
+    var stopping = false
+    while true {
+        var sig: Int32 = 0
+        guard sigwait(&set, &sig) == 0 else { continue }
+        switch sig {
+        case SIGHUP:
+            logger.info("SIGHUP received: reloading the configuration")
+            service.reload(trigger: "signal")
+        case _ where !stopping:
+            stopping = true
+            logger.info("signal received, stopping", metadata: ["signal": "\(sig)"])
+            service.shutdown { beforeExit(); exit(0) }
+        default:
+            logger.warning("second signal, exiting now")
+            exit(1)
         }
-        source.resume()
-        SignalState.keep(source)
     }
-}
-
-/// Signal sources must live for the process; the flag is only touched on the signal queue.
-private final class SignalState: @unchecked Sendable {
-    private var started = false
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
-    func begin() -> Bool { defer { started = true }; return !started }
-    static func keep(_ s: any DispatchSourceSignal) { sources.append(s) }
 }

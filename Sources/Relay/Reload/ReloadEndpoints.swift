@@ -51,22 +51,4 @@ extension RelayService {
 
     /// The routing table running now (changes with each successful reload).
     public var currentTable: RoutingTable? { routingConsumer?.table }
-
-    /// SIGHUP reloads the configuration (the answer is logged). Call once, from `serve`.
-    public func reloadOnHangup(logger: Logger) {
-        signal(SIGHUP, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "tracerelay.sighup"))
-        source.setEventHandler { [self] in
-            logger.info("SIGHUP received: reloading the configuration")
-            reload(trigger: "signal")
-        }
-        source.resume()
-        HangupSource.keep(source)
-    }
-}
-
-/// The SIGHUP source lives as long as the process.
-private enum HangupSource {
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
-    static func keep(_ s: any DispatchSourceSignal) { sources.append(s) }
 }
