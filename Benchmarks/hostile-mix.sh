@@ -39,20 +39,13 @@ SETTLE_SECS=${SETTLE_SECS:-5}
 IDLE_SECS=${IDLE_SECS:-5}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
+source "$HERE/lib.sh"
 PY="$REPO/.venv/bin/python"
 [[ -x "$PY" ]] || PY=python3
 H="$PY $HERE/hostile/hostile.py"
 WORK=$(mktemp -d /tmp/hostile-mix.XXXXXX)
 RELAY_PID=""; STEADY_PID=""; RSS_PID=""; PROBE_PIDS=()
 
-stop_pid() {  # TERM, up to 10 s, then KILL — only our own pids
-    local p=$1
-    [[ -n "$p" ]] && kill -0 "$p" 2>/dev/null || return 0
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
 cleanup() {
     for p in "${PROBE_PIDS[@]}"; do stop_pid "$p"; done
     stop_pid "$STEADY_PID"; stop_pid "$RSS_PID"; stop_pid "$RELAY_PID"
@@ -65,16 +58,8 @@ command -v curl >/dev/null || { echo "missing curl" >&2; exit 1; }
 "$PY" -c 'import h2, requests' || { echo "$PY lacks h2/requests (see Tests/e2e/requirements.txt)" >&2; exit 1; }
 
 # --- build ----------------------------------------------------------------------------------------
-if [[ -n "${TRACERELAY_BIN:-}" ]]; then
-    TR=$TRACERELAY_BIN
-else
-    (cd "$REPO" && swift build -c release --scratch-path .build-hostile --product tracerelay 2>&1 | tail -3) >&2
-    TR="$REPO/.build-hostile/release/tracerelay"
-fi
-[[ -x "$TR" ]] || { echo "no tracerelay binary at $TR" >&2; exit 1; }
+relay_binary .build-hostile
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
 
 # --- the relay: every span into a discard backend --------------------------------------------------
 cat > "$WORK/relay.yaml" <<'EOF'

@@ -31,7 +31,7 @@ for tool in wrk h2load nginx curl; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install wrk nghttp2-client nginx-light libnginx-mod-http-echo)" >&2; exit 1; }
 done
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "$0")/lib.sh"
 TR_PORT=$(free_port); NG_PORT=$(free_port); NG_H2_PORT=$(free_port)
 
 # --- body: Zipkin v2 JSON spans until BODY_BYTES --------------------------------------------

@@ -53,19 +53,12 @@ DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-120}
 WAIT_IDLE=${WAIT_IDLE:-0}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
+source "$HERE/lib.sh"
 P="$HERE/pipeline"
 BENCH="python3 $P/bench.py"
 WORK=$(mktemp -d /tmp/pipeline-bench.XXXXXX)
 RELAY_PID=""; NG_PID=""; EXTRA_PIDS=(); LOAD_NAME=load
 
-stop_pid() {  # TERM, up to 10 s, then KILL — only our own pids
-    local p=$1
-    [[ -n "$p" ]] && kill -0 "$p" 2>/dev/null || return 0
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
 cleanup() {
     for p in "${EXTRA_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     stop_pid "$RELAY_PID"; stop_pid "$NG_PID"
@@ -81,20 +74,12 @@ done
 [[ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]] || { echo "missing libnginx-mod-http-echo" >&2; exit 1; }
 
 # --- build ---------------------------------------------------------------------------------
-if [[ -n "${TRACERELAY_BIN:-}" ]]; then
-    TR=$TRACERELAY_BIN
-else
-    (cd "$REPO" && swift build -c release --scratch-path .build-bench --product tracerelay 2>&1 | tail -3) >&2
-    TR="$REPO/.build-bench/release/tracerelay"
-fi
-[[ -x "$TR" ]] || { echo "no tracerelay binary at $TR" >&2; exit 1; }
+relay_binary .build-bench
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NG_PORT=$(free_port)
 TICKS=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 proc_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
-now() { date +%s.%N; }
 fsub() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a - b}'; }
 
 # --- payloads ------------------------------------------------------------------------------

@@ -141,6 +141,20 @@ def probe_bomb(host, port, deadline, st):
 
 # --- h2 connections with stalled bodies (2) and headers without data (3) -------------------------------
 
+def connections(host, port, deadline, st, retry_after=1.0):
+    """Yields a new connection to the relay until `deadline`, counted; a refused connect is
+    counted and retried after `retry_after` s."""
+    while time.time() < deadline:
+        try:
+            sock = socket.create_connection((host, port), timeout=5)
+        except OSError:
+            st.add("connect_error")
+            time.sleep(retry_after)
+            continue
+        st.add("connections")
+        yield sock
+
+
 def h2_stalled(host, port, deadline, st, streams, frames, ping_every):
     """One h2c connection (prior knowledge) holding `streams` POST streams that declare 25 MiB and send
     `frames` DATA frames of 16,000 B (as flow control allows), never END_STREAM; a PING every
@@ -154,14 +168,7 @@ def h2_stalled(host, port, deadline, st, streams, frames, ping_every):
                (":path", "/api/v2/spans"), ("content-type", "application/json"),
                ("content-length", str(DECLARED))]
     chunk = b"0" * FRAME
-    while time.time() < deadline:
-        try:
-            sock = socket.create_connection((host, port), timeout=5)
-        except OSError:
-            st.add("connect_error")
-            time.sleep(1)
-            continue
-        st.add("connections")
+    for sock in connections(host, port, deadline, st):
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         conn.initiate_connection()
         pending = {}  # stream id → body bytes still to send
@@ -270,14 +277,7 @@ def h1_stalled(host, port, deadline, st):
     head = (f"POST /api/v2/spans HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {DECLARED}\r\n\r\n").encode()
     part = b"0" * (FRAMES * FRAME)
-    while time.time() < deadline:
-        try:
-            sock = socket.create_connection((host, port), timeout=5)
-        except OSError:
-            st.add("connect_error")
-            time.sleep(1)
-            continue
-        st.add("connections")
+    for sock in connections(host, port, deadline, st):
         try:
             sock.sendall(head + part)
             st.add("body_bytes_sent", len(part))
@@ -342,14 +342,7 @@ def frame(ftype, flags, sid, payload):
 def hpack_conn(host, port, deadline, st, refs):
     block = amplified_block(host, port, refs)
     preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"")
-    while time.time() < deadline:
-        try:
-            sock = socket.create_connection((host, port), timeout=5)
-        except OSError:
-            st.add("connect_error")
-            time.sleep(0.5)
-            continue
-        st.add("connections")
+    for sock in connections(host, port, deadline, st, retry_after=0.5):
         sock.setblocking(False)
         out = bytearray(preface)
         inbuf = bytearray()

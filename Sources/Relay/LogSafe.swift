@@ -1,5 +1,3 @@
-import Logging
-
 /// Escapes control characters in a value that came from the wire (a service name, a trace id,
 /// a header, a backend's answer) before it reaches a log line, so a client cannot end the line
 /// and forge another one (`"web\n2026-01-01T00:00:00 critical tracerelay: FORGED"`).
@@ -31,56 +29,4 @@ public func logSafe(_ s: String) -> String {
         }
     }
     return out
-}
-
-/// `logSafe` for any value printed with string interpolation.
-public func logSafe<T>(_ value: T) -> String { logSafe("\(value)") }
-
-extension Logger.MetadataValue {
-    /// A metadata value with `logSafe` applied to every string in it (nested too).
-    public var logSafe: Logger.MetadataValue {
-        switch self {
-        case .string(let s): .string(Relay.logSafe(s))
-        case .stringConvertible(let c): .string(Relay.logSafe(c.description))
-        case .array(let a): .array(a.map(\.logSafe))
-        case .dictionary(let d): .dictionary(d.mapValues(\.logSafe))
-        }
-    }
-}
-
-/// Wraps a `LogHandler` so that every message and metadata value is passed through `logSafe`
-/// before the wrapped handler formats it: whatever a call site forgot, no log line can be split
-/// by a value from the wire, in any output format. For handlers that do not escape by themselves:
-/// `tracerelay serve`'s `LogLineHandler` does (JSON through `jsonQuoted`, text through `logSafe`).
-public struct LogSafeHandler: LogHandler {
-    public var wrapped: any LogHandler
-
-    public init(wrapping handler: any LogHandler) { self.wrapped = handler }
-
-    public var logLevel: Logger.Level {
-        get { wrapped.logLevel }
-        set { wrapped.logLevel = newValue }
-    }
-
-    public var metadata: Logger.Metadata {
-        get { wrapped.metadata }
-        set { wrapped.metadata = newValue.mapValues(\.logSafe) }
-    }
-
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { wrapped[metadataKey: key] }
-        set { wrapped[metadataKey: key] = newValue?.logSafe }
-    }
-
-    public var metadataProvider: Logger.MetadataProvider? {
-        get { wrapped.metadataProvider }
-        set { wrapped.metadataProvider = newValue }
-    }
-
-    public func log(event: LogEvent) {
-        var e = event
-        e.message = Logger.Message(stringLiteral: Relay.logSafe(event.message.description))
-        e.metadata = event.metadata?.mapValues(\.logSafe)
-        wrapped.log(event: e)
-    }
 }

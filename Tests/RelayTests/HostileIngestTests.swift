@@ -340,11 +340,13 @@ import Transport
         }
     }
 
-    @Test func theLogSafeHandlerEscapesWhatACallSiteForgot() {
-        let lines = LineCapture()
-        let logger = Logger(label: "tracerelay", factory: { LogSafeHandler(wrapping: lines.handler(label: $0)) })
+    /// Messages and metadata (nested too) are escaped by the relay's handler, in both formats:
+    /// a call site passes wire values as they are.
+    @Test(arguments: [LogFormat.text, .json]) func theHandlerEscapesMessagesAndMetadata(format: LogFormat) {
+        let file = LogFile()
+        let logger = Logger(label: "tracerelay") { LogLineHandler(label: $0, format: format, sink: file.sink, metadataProvider: nil) }
         logger.error("backend answered \(Self.forged)", metadata: ["answer": "\(Self.forged)", "list": .array([.string(Self.forged)])])
-        #expect(lines.text.split(separator: "\n").count == 1, "\(lines.text)")
+        #expect(file.lines.count == 1, "\(file.text)")
     }
 }
 
@@ -363,31 +365,5 @@ final class GateConsumer: SpanConsumer, Sendable {
     func open() {
         let pending = state.withLock { s in s.open = true; defer { s.pending = [] }; return s.pending }
         for c in pending { c(.success(())) }
-    }
-}
-
-/// Log lines as swift-log's stream handler writes them (`<time> <level> <label>: <metadata> <message>`), kept.
-final class LineCapture: Sendable {
-    private let out = Mutex("")
-    var text: String { out.withLock { $0 } }
-
-    func handler(label: String) -> some LogHandler { Handler(label: label, capture: self) }
-
-    fileprivate func write(_ s: String) { out.withLock { $0 += s } }
-
-    struct Handler: LogHandler {
-        let label: String
-        let capture: LineCapture
-        var logLevel: Logger.Level = .trace
-        var metadata: Logger.Metadata = [:]
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            let all = metadata.merging(event.metadata ?? [:]) { $1 }
-            let meta = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            capture.write("2026-12-01T00:00:00+0000 \(event.level) \(label):\(meta) \(event.message)\n")
-        }
     }
 }

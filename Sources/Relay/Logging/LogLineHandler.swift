@@ -22,8 +22,8 @@ public enum LogFormat: String, Sendable, CaseIterable {
 ///
 /// Promises: a value from the wire can neither end a line nor forge one. In JSON every string
 /// is written by `jsonQuoted`, which escapes the control characters; the text format passes the
-/// message and every metadata value through `logSafe` (so the text handler needs no
-/// `LogSafeHandler` around it, and JSON is not escaped twice). Metadata merges the handler's,
+/// message and every metadata value through `logSafe` (call sites pass wire values raw, so
+/// JSON is not escaped twice). Metadata merges the handler's,
 /// the metadata provider's and the event's (the event wins); in JSON a metadata key that would
 /// shadow a fixed field (`time`, `level`, …) is written as `metadata.<key>`.
 public struct LogLineHandler: LogHandler {
