@@ -54,12 +54,12 @@ let package = Package(
         // Sans-IO TLS (OpenSSL 3 with memory BIOs) between the sockets and the HTTP engines (docs/tls.md).
         .target(name: "TLS", dependencies: ["Basics", "COpenSSL"]),
         .target(name: "Transport", dependencies: [
-            "Basics", "CNghttp2", "CShims",
+            "Basics", "CNghttp2", "CShims", "TLS",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
         .target(name: "Relay", dependencies: [
-            "Basics", "CShims", "Spans", "Codecs", "Routing", "Buffering", "Transport",
+            "Basics", "CShims", "Spans", "Codecs", "Routing", "Buffering", "Transport", "TLS",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(name: "RoutingTests", dependencies: ["TestSupport", "Routing", "Spans"]),
         .testTarget(name: "BufferingTests", dependencies: ["TestSupport", "Buffering", "buffering-harness"]),
         .testTarget(name: "TLSTests", dependencies: ["TestSupport", "TLS"]),
-        .testTarget(name: "TransportTests", dependencies: ["TestSupport", "Transport", "CNghttp2"]),
+        .testTarget(name: "TransportTests", dependencies: ["TestSupport", "Transport", "TLS", "CNghttp2"]),
         .testTarget(name: "LoadtestTests", dependencies: ["LoadtestCore", "Spans", "Codecs", "tracerelay"]),
         .testTarget(name: "RelayTests", dependencies: ["TestSupport", "Relay", "Transport", "Spans", "Codecs", "Routing", "Buffering",
                                                   .product(name: "Prometheus", package: "swift-prometheus")]),

@@ -16,7 +16,7 @@
 set -eu
 
 # What the binaries load besides glibc: nghttp2 (h2), zstd (spill, bodies), zlib (gzip bodies).
-RUNTIME_PACKAGES="libnghttp2-14 libzstd1 zlib1g"
+RUNTIME_PACKAGES="libnghttp2-14 libzstd1 zlib1g libssl3"
 # Already in debian:bookworm-slim (apt itself needs them).
 BASE_PACKAGES="libc6 libgcc-s1 libstdc++6"
 BUILD_PACKAGES="pkg-config libnghttp2-dev libzstd-dev zlib1g-dev"

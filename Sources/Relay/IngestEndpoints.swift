@@ -15,6 +15,14 @@ public struct IngestConfiguration: Sendable {
     /// Listener names whose clients are trusted upstream relays: only there is
     /// `X-Tracerelay-Tags` read (elsewhere an application could forge its own region).
     public var trustedListeners: Set<String> = []
+    /// Client certificate identity → the region it may speak for (`peers`). On a listener in
+    /// `identityListeners`, a client whose certificate matches no rule is refused (403
+    /// `unknown_peer`); one that matches has its spans pinned to the rule's region (spans of any
+    /// other region are refused, reason `identity`) and, on a trusted listener, its
+    /// `X-Tracerelay-Tags` read; a client there without a certificate is not trusted.
+    public var peers = PeerIdentityMap()
+    /// Listeners that verify client certificates (`tls.clientCA`) while `peers` has rules.
+    public var identityListeners: Set<String> = []
     /// Datadog agent version we claim in `/info` and the `Datadog-Agent-Version` header.
     public var datadogAgentVersion = "7.52.0"
     /// The `rate_by_service` answer of the Datadog backend a batch routes to (the backend's
@@ -257,6 +265,7 @@ public struct IngestEndpoints: Sendable {
             respond(.error(415, code: "unsupported_media_type", message: reason))
             return
         }
+        if let r = identityRefusal(req) { return refuse(r, req, decoder, endpoint, respond) }
         let encoding = req.headers["content-encoding"]
         let compressed = ContentDecoding.isEncoded(encoding)
         let size = req.body.count
@@ -369,7 +378,9 @@ public struct IngestEndpoints: Sendable {
             if n > maxSpans { return .refused(tooMany) }
         }
         var metadata = BatchMetadata(format: decoder.format, listener: req.listener, receivedAtNanos: Clock.wallNanos())
-        metadata.requestTags = requestTags(req)
+        let peer = peerEntry(req)
+        metadata.requestTags = requestTags(req, peer: peer)
+        metadata.pinnedRegion = peer?.region
         if decoder.isDatadog {
             if let n = req.headers["x-datadog-trace-count"].flatMap({ Int($0.trimmingOWS()) }) { metadata.declaredTraceCount = n }
             for f in req.headers where Self.forwardedDatadogHeaders.contains(where: { HTTPHeaders.sameName($0, f.name) }) {
@@ -460,15 +471,39 @@ public struct IngestEndpoints: Sendable {
         }
     }
 
-    /// The listener's static tags, then (from a trusted upstream relay only) `X-Tracerelay-Tags: k=v,k2=v2`;
-    /// an earlier source keeps its value when both name a key.
-    func requestTags(_ req: HTTPRequest) -> [(key: String, value: String)] {
+    /// The `peers` rule of the request's client certificate, on a listener that pins identities.
+    func peerEntry(_ req: HTTPRequest) -> PeerIdentityMap.Entry? {
+        guard let peer = req.peer, configuration.identityListeners.contains(req.listener) else { return nil }
+        return configuration.peers.lookup(peer)
+    }
+
+    /// A client certificate that matches no `peers` rule on a listener that pins identities.
+    func identityRefusal(_ req: HTTPRequest) -> Refusal? {
+        guard let peer = req.peer, configuration.identityListeners.contains(req.listener),
+              configuration.peers.lookup(peer) == nil else { return nil }
+        let names = (peer.uris + peer.dnsNames).joined(separator: ", ")
+        return Refusal(status: 403, code: "unknown_peer",
+                       message: "the client certificate (\(names.isEmpty ? peer.commonName ?? "no SAN" : names)) matches no rule of `peers`: this relay does not know which zone it may send spans for")
+    }
+
+    /// The listener's static tags, then (from a trusted upstream relay only) `X-Tracerelay-Tags: k=v,k2=v2`,
+    /// then the zone of the client's certificate identity (`peers`) when no earlier source named
+    /// one; an earlier source keeps its value when both name a key.
+    func requestTags(_ req: HTTPRequest, peer: PeerIdentityMap.Entry? = nil) -> [(key: String, value: String)] {
         var tags = configuration.listenerTags[req.listener] ?? []
+        // On a listener that pins identities only a client with a known certificate is trusted.
+        let trusted = configuration.trustedListeners.contains(req.listener)
+            && (peer != nil || !configuration.identityListeners.contains(req.listener))
         // A malformed header is ignored as a whole, like one that was not sent.
-        if configuration.trustedListeners.contains(req.listener), let header = req.headers[TracerelayTagsHeader.name],
-           let upstream = TracerelayTagsHeader.parse(header) {
+        if trusted, let header = req.headers[TracerelayTagsHeader.name], let upstream = TracerelayTagsHeader.parse(header) {
             for t in upstream where !tags.contains(where: { $0.key == t.key }) { tags.append((t.key, t.value)) }
+        }
+        if let zone = peer?.rule.zone, !tags.contains(where: { Self.zoneKeys.contains($0.key) || $0.key == "region" }) {
+            tags.append(("kuma.io/zone", zone))
         }
         return tags
     }
+
+    /// Tag keys that name a Kuma zone (as routing reads them).
+    static let zoneKeys: Set<String> = ["kuma.io/zone", "kuma.zone", "zone"]
 }

@@ -8,10 +8,13 @@ public struct ListenerSettings: Hashable, Sendable {
     public var address: String
     /// Request-level tags added to every span received here (they win over span tags).
     public var tags: [TagPair]
-    public init(name: String, address: String, tags: [TagPair] = []) {
+    /// HTTPS (and HTTP/2 over TLS) instead of plain HTTP/h2c; nil = plain.
+    public var tls: ListenerTLSSettings?
+    public init(name: String, address: String, tags: [TagPair] = [], tls: ListenerTLSSettings? = nil) {
         self.name = name
         self.address = address
         self.tags = tags
+        self.tls = tls
     }
 }
 
@@ -40,8 +43,9 @@ public struct SpillSettings: Hashable, Sendable {
     public func durability(for backend: String) -> DurabilityMode { backendDurability[backend] ?? durability }
 }
 
-/// The Relay document's settings that are not routing: listeners, admin address, spill, and
-/// whether upstream relays' `X-Tracerelay-Tags` are trusted.
+/// The Relay document's settings that are not routing: listeners (with TLS), admin address,
+/// spill, whether upstream relays' `X-Tracerelay-Tags` are trusted, and which client
+/// certificate identities speak for which zone (`peers`).
 public struct RelayDocument: Hashable, Sendable {
     public static let defaultListenerAddress = "127.0.0.1:9411"
     public static let defaultAdminAddress = "127.0.0.1:9901"
@@ -53,6 +57,9 @@ public struct RelayDocument: Hashable, Sendable {
     public var spill = SpillSettings()
     /// Accept `X-Tracerelay-Tags` from clients (only from upstream relays you trust); default false.
     public var trustUpstreamTags = false
+    /// Client certificate identities and the zone or region each may send spans for
+    /// (identity-pinned residency; see `ListenerTLSSettings.clientCA`).
+    public var peers: [PeerRule] = []
 
     public init() {}
 
@@ -66,7 +73,8 @@ public struct RelayDocument: Hashable, Sendable {
                 if let address, !isHostPort(address) { l["address"]?.error(.invalidValue, "expected host:port (e.g. 0.0.0.0:9411), got '\(address)'") }
                 let name = l["name"]?.nonEmptyString() ?? "listener-\(i)"
                 let tags = l["tags"]?.stringPairs() ?? []
-                if let address { listeners.append(ListenerSettings(name: name, address: address, tags: tags)) }
+                let tls = l["tls"]?.map().flatMap { ListenerTLSSettings.read($0) }
+                if let address { listeners.append(ListenerSettings(name: name, address: address, tags: tags, tls: tls)) }
                 l.finish()
             }
         }
@@ -80,6 +88,7 @@ public struct RelayDocument: Hashable, Sendable {
             if isHostPort(addr) { adminAddress = addr } else { v.error(.invalidValue, "expected host:port, got '\(addr)'") }
         }
         trustUpstreamTags = m["trustUpstreamTags"]?.bool() ?? false
+        if let list = m["peers"]?.list() { peers = Self.readPeers(list) }
         if let s = m["spill"]?.map() {
             if let d = s["directory"]?.nonEmptyString() { spill.directory = d }
             if let v = s["memoryBytes"]?.byteSize() { spill.memoryBytes = v }

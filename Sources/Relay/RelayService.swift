@@ -16,6 +16,9 @@ public final class RelayService: Sendable {
         public var listeners: [ListenAddress] = [ListenAddress(host: "127.0.0.1", port: 9411, name: "default")]
         /// The admin listener (health, status, debug); nil serves those on the ingest listeners.
         public var admin: ListenAddress?
+        /// The TLS contexts of the listeners that serve HTTPS, by listener name (a reload
+        /// replaces their certificates).
+        public var listenerTLS: [String: ListenerTLS] = [:]
         public var server = HTTPServerConfiguration()
         public var ingest = IngestConfiguration()
         /// Keep this many recent batches for `GET /debug/captured` (0 = endpoint off).

@@ -1,4 +1,5 @@
 import Routing
+import TLS
 import Transport
 
 /// What the command line may override in the Relay document (flags win over the file).
@@ -11,6 +12,8 @@ public struct RelayOverrides: Sendable {
     public var spillDirectory: String?
     /// `--region`: replaces the relay's own `region`.
     public var region: String?
+    /// `--tls-cert`/`--tls-key`/`--tls-client-ca`: HTTPS on every `--listen` address.
+    public var tls: ListenerTLSSettings?
     public init() {}
 }
 
@@ -24,6 +27,17 @@ extension RelayFile {
 }
 
 extension RelayService.Settings {
+    /// A listener's TLS context from its settings.
+    /// - Throws: `RelayStartError` naming the listener and the file that is missing or wrong.
+    static func listenerTLS(_ settings: ListenerTLSSettings?, listener: String) throws(RelayStartError) -> ListenerTLS? {
+        guard let settings else { return nil }
+        do {
+            return try ListenerTLS(settings.configuration)
+        } catch {
+            throw RelayStartError(message: "\(listener): TLS: \(error.message)")
+        }
+    }
+
     /// The service's settings from a loaded configuration and the command line: listeners
     /// (with their static tags), the admin listener, spill settings, trusted upstream tags.
     /// - Throws: `RelayStartError` naming the address that does not parse.
@@ -43,6 +57,8 @@ extension RelayService.Settings {
                     throw RelayStartError(message: "listener \(l.name) (\(l.address)): \(error)")
                 }
                 if !l.tags.isEmpty { ingest.listenerTags[l.name] = l.tags.map { ($0.key, $0.value) } }
+                try listeners[listeners.count - 1].tls = Self.listenerTLS(l.tls, listener: "listener \(l.name)")
+                if l.tls?.clientCA != nil && !config.peers.isEmpty { ingest.identityListeners.insert(l.name) }
             }
             if config.trustUpstreamTags { ingest.trustedListeners = Set(config.listeners.map(\.name)) }
         } else {
@@ -57,7 +73,14 @@ extension RelayService.Settings {
                     ingest.listenerTags[name] = config.listeners[i].tags.map { ($0.key, $0.value) }
                 }
                 if config.trustUpstreamTags { ingest.trustedListeners.insert(name) }
+                let tls = o.tls ?? (i < config.listeners.count ? config.listeners[i].tls : nil)
+                try listeners[listeners.count - 1].tls = Self.listenerTLS(tls, listener: "--listen \(text)")
+                if tls?.clientCA != nil && !config.peers.isEmpty { ingest.identityListeners.insert(name) }
             }
+        }
+        listenerTLS = Dictionary(uniqueKeysWithValues: listeners.compactMap { l in l.tls.map { (l.name, $0) } })
+        if !config.peers.isEmpty {
+            ingest.peers = try PeerIdentityMap(rules: config.peers, routing: table, zoneRegions: file.routing.zoneRegions)
         }
         let adminText = o.admin ?? config.adminAddress
         do { admin = try ListenAddress(parsing: adminText, name: ListenerRouter.adminName) } catch {

@@ -66,6 +66,9 @@ public struct Router {
         var refusedCounts: [RefusalKey: Int] = [:]
         let ctx = RequestContext(table: table, metadata: batch.metadata)
         let table = self.table
+        // A client whose certificate pins a region: spans of any other region are refused.
+        // (`Int.max` = no pin; a region the table does not know pins to "nothing matches".)
+        let pin = batch.metadata.pinnedRegion.map { table.regionNames.firstIndex(of: $0) ?? Int.min + 1 } ?? Int.max
         ctx.withSlots { base in
             batch.storage.withUnsafeBytes { storage in
                 batch.tags.withUnsafeBufferPointer { tags in
@@ -78,6 +81,11 @@ public struct Router {
                                             let span = spans[i]
                                             resolver.resolve(span, storage: storage, tags: tags, base: base, into: slots)
                                             let e = cachedEntry(UnsafeBufferPointer(slots))
+                                            if pin != Int.max, verdicts[Int(e.verdictAt)].region != pin {
+                                                let r = verdicts[Int(e.verdictAt)].region
+                                                refusedCounts[RefusalKey(reason: .identity, region: r, backend: -1), default: 0] += 1
+                                                continue
+                                            }
                                             if e.backend >= 0 {
                                                 if RoutingTable.sample(span, all: e.all, below: e.threshold) {
                                                     dest[i] = e.backend

@@ -28,6 +28,9 @@ public struct RouteDecision: Hashable, Sendable {
         case tracingDisabled = "tracing_disabled"
         /// The span names a mesh (`kuma.mesh`) the configuration does not define.
         case unknownMesh = "unknown_mesh"
+        /// The request came from a client whose certificate identity speaks for one region
+        /// (`peers`), and the span's region is another one (or unknown).
+        case identity
     }
 
     /// Index into `RoutingTable.backends`; nil when refused.

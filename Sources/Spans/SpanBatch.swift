@@ -35,6 +35,9 @@ public struct BatchMetadata: Sendable, Hashable {
     /// Client headers an exporter passes on to a backend of the same family (Datadog's
     /// `Datadog-Meta-Lang`, `Datadog-Meta-Tracer-Version`, …), in arrival order.
     public var forwardHeaders: [(name: String, value: String)] = []
+    /// The region the sending client may speak for, from its verified certificate (`peers` in
+    /// the Relay document); spans routed to any other region are refused. nil: no pin.
+    public var pinnedRegion: String?
 
     public init(format: SpanFormat, listener: String = "", requestTags: [(key: String, value: String)] = [],
                 declaredTraceCount: Int? = nil, receivedAtNanos: Int64 = 0) {
@@ -47,13 +50,14 @@ public struct BatchMetadata: Sendable, Hashable {
 
     public static func == (a: BatchMetadata, b: BatchMetadata) -> Bool {
         a.format == b.format && a.listener == b.listener && a.declaredTraceCount == b.declaredTraceCount
-            && a.receivedAtNanos == b.receivedAtNanos
+            && a.receivedAtNanos == b.receivedAtNanos && a.pinnedRegion == b.pinnedRegion
             && a.requestTags.elementsEqual(b.requestTags, by: { $0.key == $1.key && $0.value == $1.value })
             && a.forwardHeaders.elementsEqual(b.forwardHeaders, by: { $0.name == $1.name && $0.value == $1.value })
     }
 
     public func hash(into h: inout Hasher) {
         h.combine(format); h.combine(listener); h.combine(declaredTraceCount); h.combine(receivedAtNanos)
+        h.combine(pinnedRegion)
         for t in requestTags { h.combine(t.key); h.combine(t.value) }
         for f in forwardHeaders { h.combine(f.name); h.combine(f.value) }
     }

@@ -4,6 +4,7 @@ import Dispatch
 import Glibc
 #endif
 internal import CShims
+import TLS
 
 /// One accepted TCP connection: a non-blocking fd, its serial queue (targeting an event
 /// loop), its readiness notifications and the protocol engine it drives.
@@ -31,6 +32,8 @@ final class Connection: ConnectionContext, @unchecked Sendable {
     var counters: ServerCounters { server?.counters ?? .detached }
     /// This connection's listener honours `Upgrade: h2c`.
     private let allowH2CUpgrade: Bool
+    /// The listener's TLS context at accept time (nil: plain HTTP/h2c).
+    private let tls: TLSContext?
 
     private var readiness: (any ConnectionReadiness)?
     private var engine: (any ProtocolEngine)?
@@ -68,7 +71,8 @@ final class Connection: ConnectionContext, @unchecked Sendable {
 
     init(fd: Int32, remoteAddress: String, listener: String, loop: EventLoop, queue: DispatchQueue,
          config: HTTPServerConfiguration, handler: any HTTPHandler, server: HTTPServer?,
-         bodyBudget: BodyBudget = .unlimited, allowH2CUpgrade: Bool = true) {
+         bodyBudget: BodyBudget = .unlimited, allowH2CUpgrade: Bool = true, tls: TLSContext? = nil) {
+        self.tls = tls
         self.fd = fd
         self.remoteAddress = remoteAddress
         self.listener = listener
@@ -94,8 +98,13 @@ final class Connection: ConnectionContext, @unchecked Sendable {
         case .epollPerLoop: EpollReadiness(connection: self, loop: loop)
         }
         readiness = r
-        if !config.enableH2C { installEngine(http1: true) }
-        guard r.start() else {
+        if let tls {
+            // TLS first; the HTTP engine is chosen by ALPN once the handshake is done.
+            engine = try? TLSProtocolEngine(context: self, tls: tls, handler: handler, configuration: config)
+        } else if !config.enableH2C {
+            installEngine(http1: true)
+        }
+        guard (tls == nil || engine != nil), r.start() else {
             phase = .closed
             readiness = nil
             Glibc.close(fd)

@@ -1,4 +1,5 @@
 import Dispatch
+import TLS
 
 /// Which part of a request the engine waits for; the connection picks its timeout from it.
 package enum ReadPhase: Equatable, Sendable {
@@ -31,6 +32,7 @@ package final class HTTP1Engine: ProtocolEngine, HTTP1RequestParserDelegate, @un
     private let token: QueueToken
     private let remoteAddress: String
     private let listener: String
+    private let peer: TLSPeerIdentity?
     private let parser: HTTP1RequestParser
 
     /// See `HTTP1RequestParser.initialBodyReservation`.
@@ -69,6 +71,7 @@ package final class HTTP1Engine: ProtocolEngine, HTTP1RequestParserDelegate, @un
         self.token = QueueToken.of(context.queue)
         self.remoteAddress = context.remoteAddress
         self.listener = context.listener
+        self.peer = context.peerIdentity
         self.parser = HTTP1RequestParser(config: configuration, budget: context.bodyBudget,
                                          allowUpgrade: allowUpgrade && configuration.allowH2CUpgrade && configuration.enableH2C)
         parser.delegate = self
@@ -253,7 +256,7 @@ package final class HTTP1Engine: ProtocolEngine, HTTP1RequestParserDelegate, @un
     /// A request is complete: hand it to the handler (or start the h2c upgrade).
     func parserRequest(_ head: HTTP1RequestHead, body: [UInt8]) {
         let request = HTTPRequest(method: head.method, path: head.path, query: head.query, version: head.version,
-                                  headers: head.headers, body: body, remoteAddress: remoteAddress, listener: listener)
+                                  headers: head.headers, body: body, remoteAddress: remoteAddress, listener: listener, peer: peer)
         if let settings = head.h2cSettings, !shuttingDown {
             upgradeRequest = request
             upgradeSettings = settings

@@ -1,6 +1,7 @@
 import Dispatch
 import Logging
 import Synchronization
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,6 +15,8 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
     /// Honour `Upgrade: h2c` on this listener (and only if
     /// `HTTPServerConfiguration.allowH2CUpgrade` is on too). Default true.
     public var allowH2CUpgrade: Bool = true
+    /// Serve HTTPS (and HTTP/2 over TLS, by ALPN) on this listener instead of plain HTTP/h2c.
+    public var tls: ListenerTLS?
 
     public init(host: String, port: Int, name: String? = nil) {
         self.host = host
@@ -100,7 +103,7 @@ public final class HTTPServer: Sendable {
                 let (fd, port) = try Socket.listen(host: address.host, port: address.port, backlog: configuration.backlog)
                 let loop = group.nextLoop()
                 opened.append(Listener(fd: fd, bound: BoundListener(name: address.name, host: address.host, port: port),
-                                       allowH2CUpgrade: address.allowH2CUpgrade,
+                                       allowH2CUpgrade: address.allowH2CUpgrade, tls: address.tls,
                                        queue: DispatchQueue(label: "tracerelay.accept.\(port)", target: loop.queue),
                                        server: self, config: configuration, logger: logger))
             }
@@ -175,20 +178,31 @@ public final class HTTPServer: Sendable {
 
     // MARK: called by listeners and connections
 
-    func adopt(fd: Int32, remote: String, listener: String, allowH2CUpgrade: Bool = true) {
+    func adopt(fd: Int32, remote: String, listener: String, allowH2CUpgrade: Bool = true, tls: TLSContext? = nil) {
         Socket.configureAccepted(fd)
         let (loop, queue) = group.makeConnectionQueue(label: "tracerelay.conn",
                                                           dedicated: configuration.dedicatedConnectionQueues
                                                               && configuration.eventMode == .dispatchSources)
         let connection = Connection(fd: fd, remoteAddress: remote, listener: listener, loop: loop, queue: queue,
                                     config: configuration, handler: handler, server: self, bodyBudget: bodyBudget,
-                                    allowH2CUpgrade: allowH2CUpgrade)
-        let accepted = state.withLock { s in
+                                    allowH2CUpgrade: allowH2CUpgrade, tls: tls)
+        let accepted = state.withLock { s -> Bool? in
             if s.shuttingDown { return false }
+            // Past the limit the newcomer is closed at once: the connections already open keep
+            // their descriptors and their share of the loops.
+            if s.connections.count >= configuration.maxConnections { return nil }
             s.connections[ObjectIdentifier(connection)] = connection
             return true
         }
-        guard accepted else {
+        guard accepted == true else {
+            if accepted == nil {
+                counters.connectionRefused()
+                let n = counters.refusedConnections
+                if n & (n - 1) == 0 {  // the 1st, 2nd, 4th, 8th … refusal: a flood logs a few lines
+                    logger.warning("connection limit reached; closing new connections", metadata: [
+                        "http.max_connections": "\(configuration.maxConnections)", "http.refused_total": "\(counters.refusedConnections)"])
+                }
+            }
             Glibc.close(fd)
             return
         }
@@ -207,6 +221,7 @@ final class Listener: @unchecked Sendable {
     let fd: Int32
     let bound: BoundListener
     let allowH2CUpgrade: Bool
+    let tls: ListenerTLS?
     private let queue: DispatchQueue
     private weak var server: HTTPServer?
     private let config: HTTPServerConfiguration
@@ -215,8 +230,9 @@ final class Listener: @unchecked Sendable {
     private var backingOff = false
     private var stopped = false
 
-    init(fd: Int32, bound: BoundListener, allowH2CUpgrade: Bool, queue: DispatchQueue, server: HTTPServer,
-         config: HTTPServerConfiguration, logger: Logger) {
+    init(fd: Int32, bound: BoundListener, allowH2CUpgrade: Bool, tls: ListenerTLS?, queue: DispatchQueue,
+         server: HTTPServer, config: HTTPServerConfiguration, logger: Logger) {
+        self.tls = tls
         self.fd = fd
         self.bound = bound
         self.allowH2CUpgrade = allowH2CUpgrade
@@ -261,7 +277,8 @@ final class Listener: @unchecked Sendable {
             }
             switch result {
             case .accepted(let cfd, let remote):
-                server.adopt(fd: cfd, remote: remote, listener: bound.name, allowH2CUpgrade: allowH2CUpgrade)
+                server.adopt(fd: cfd, remote: remote, listener: bound.name, allowH2CUpgrade: allowH2CUpgrade,
+                             tls: tls?.current)
             case .wouldBlock:
                 return
             case .skipped:

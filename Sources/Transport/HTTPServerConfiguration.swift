@@ -60,6 +60,11 @@ public struct HTTPServerConfiguration: Sendable {
     public var acceptBackoff: Double = 0.1
     /// `listen(2)` backlog. Default 1024.
     public var backlog: Int32 = 1024
+    /// Connections open at once, over every listener (default 10,000). One more is accepted and
+    /// closed at once (counted), so a flood of idle sockets cannot take the descriptors and the
+    /// memory the others need. Keep it below the process's descriptor limit (`ulimit -n`) minus
+    /// what spill files and outbound connections use.
+    public var maxConnections: Int = 10_000
     /// Number of event loops (serial queues); `nil` → number of cores. Default nil.
     public var loops: Int? = nil
     /// After a response with `Connection: close` (or an error), how long to keep reading and

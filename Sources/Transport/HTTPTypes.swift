@@ -1,4 +1,5 @@
 import Basics
+import TLS
 import Dispatch
 
 /// Request headers in arrival order. Names are compared case-insensitively; HTTP/2 names
@@ -52,9 +53,14 @@ public struct HTTPRequest: Sendable {
     public var remoteAddress: String
     /// Name of the listener that accepted the connection.
     public var listener: String
+    /// The verified client certificate's identity when the request came over TLS with a
+    /// client certificate (mTLS); nil otherwise.
+    public var peer: TLSPeerIdentity?
 
     public init(method: String, path: String, query: String = "", version: HTTPVersion = .http1_1,
-                headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [], remoteAddress: String = "", listener: String = "") {
+                headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [], remoteAddress: String = "", listener: String = "",
+                peer: TLSPeerIdentity? = nil) {
+        self.peer = peer
         self.method = method
         self.path = path
         self.query = query

@@ -1,4 +1,5 @@
 import Dispatch
+import TLS
 
 /// The connection side a protocol engine talks to. Implemented by the socket connection of
 /// the event loop; a test can implement it with plain buffers. Every call happens on `queue`.
@@ -18,12 +19,16 @@ package protocol ConnectionContext: AnyObject {
     var bodyBudget: BodyBudget { get }
     /// The server's counters (answers it gave itself, h2 streams).
     var counters: ServerCounters { get }
+    /// The verified certificate identity of the peer (TLS with client certificates), copied
+    /// into every request's `HTTPRequest.peer`.
+    var peerIdentity: TLSPeerIdentity? { get }
 }
 
 extension ConnectionContext {
     /// Contexts without a server (sans-IO tests) buffer without a global limit.
     package var bodyBudget: BodyBudget { BodyBudget.unlimited }
     package var counters: ServerCounters { ServerCounters.detached }
+    package var peerIdentity: TLSPeerIdentity? { nil }
 }
 
 /// What the engine wants the connection to do after a call.

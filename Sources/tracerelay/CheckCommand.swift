@@ -26,6 +26,11 @@ struct CheckCommand: ParsableCommand {
             for issue in error.issues { printError("  " + issue.description) }
             throw ExitCode(1)
         }
+        // Listener TLS files and `peers` rules are checked the way `serve` checks them.
+        do { _ = try RelayService.Settings(file: parsed, table: table, overrides: RelayOverrides()) } catch {
+            printError("\(config): invalid configuration: \(error)")
+            throw ExitCode(1)
+        }
         print(renderCheck(table, relay: parsed.relay, path: config))
         if strict, !table.warnings.isEmpty { throw ExitCode(1) }
     }
@@ -38,7 +43,8 @@ func renderCheck(_ t: RoutingTable, relay r: RelayDocument, path: String) -> Str
     out.append("\(path): OK" + (t.warnings.isEmpty ? "" : " (\(t.warnings.count) warning\(t.warnings.count == 1 ? "" : "s"))"))
     let listeners: [String] = r.listeners.map { l in
         let tags = l.tags.isEmpty ? "" : " [" + l.tags.map(\.description).joined(separator: ",") + "]"
-        return l.name + "@" + l.address + tags
+        let tls = l.tls.map { $0.clientCA == nil ? " (https)" : $0.requireClientCertificate ? " (https, client certificate required)" : " (https, client certificate optional)" } ?? ""
+        return l.name + "@" + l.address + tls + tags
     }
     out.append("relay: region \(c.region ?? "(none)"), admin \(r.adminAddress), listeners " + listeners.joined(separator: ", ")
                + (r.trustUpstreamTags ? ", trusts X-Tracerelay-Tags" : ""))
@@ -59,6 +65,15 @@ func renderCheck(_ t: RoutingTable, relay r: RelayDocument, path: String) -> Str
             rows.append([r, zones.isEmpty ? "-" : zones, c.regions[r]?.fallbackBackend.map { "fallback \($0)" } ?? "refused (spans_refused_residency_total)"])
         }
         out += table(rows)
+    }
+    if !r.peers.isEmpty {
+        out.append("")
+        let pinned = r.listeners.filter { $0.tls?.clientCA != nil }.map(\.name)
+        out.append("peers (client certificate identity → what it may send; on listeners " + (pinned.isEmpty ? "(none: no listener has tls.clientCA)" : pinned.joined(separator: ", "))
+                   + "; other regions refused as spans_refused_total{reason=\"identity\"}, unmatched certificates get 403):")
+        out += table([["MATCH", "ZONE", "REGION"]] + r.peers.map { p in
+            [p.match, p.zone ?? "-", p.zone.map { c.zoneRegions[$0] ?? "?" } ?? (p.region ?? "-")]
+        })
     }
     out.append("")
     out.append("routing (per mesh, in precedence order: the first row that matches a span decides):")

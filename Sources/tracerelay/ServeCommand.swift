@@ -13,7 +13,8 @@ struct ServeCommand: ParsableCommand {
         commandName: "serve",
         abstract: "Run the relay: accept Zipkin and Datadog spans, route them by mesh tags, forward them to their backends.",
         discussion: """
-        Ingest endpoints on every --listen address (HTTP/1.1 and h2c):
+        Ingest endpoints on every --listen address (HTTP/1.1 and h2c; with
+        --tls-cert/--tls-key HTTPS, and HTTP/2 over TLS by ALPN, instead):
           POST /api/v2/spans   Zipkin v2 JSON or proto3 (application/x-protobuf)
           POST /api/v1/spans   Zipkin v1 JSON
           PUT|POST /v0.3|v0.4|v0.5|v0.7/traces   Datadog traces (msgpack;
@@ -44,7 +45,9 @@ struct ServeCommand: ParsableCommand {
         SIGHUP or POST /api/reload re-reads --config, validates it like `check`
         and swaps the routing table without dropping a connection or a queued
         span; an invalid file is refused and the running configuration stays.
-        Listener, admin and spill changes need a restart.
+        Listener, admin and spill changes need a restart; listeners' TLS
+        certificates and keys are re-read on reload (new connections use them,
+        open ones keep theirs).
 
         Logs go to standard error: one JSON object per line (time, level,
         label, source, message, then the metadata as fields) unless standard
@@ -56,6 +59,15 @@ struct ServeCommand: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Ingest address HOST:PORT (repeatable; IPv6 as [::1]:9411). Replaces the config's listeners; each serves Zipkin and Datadog.", valueName: "host:port"))
     var listen: [String] = []
+
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("PEM certificate chain: serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) on every --listen address. Needs --tls-key.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(name: .customLong("tls-client-ca"), help: ArgumentHelp("PEM CA bundle: require client certificates signed by it on the --listen addresses (mutual TLS).", valueName: "file"))
+    var tlsClientCA: String?
 
     @Option(name: .long, help: ArgumentHelp("Admin address HOST:PORT for health, status and debug endpoints (default: the config's admin.address, else 127.0.0.1:9901).", valueName: "host:port"))
     var admin: String?
@@ -87,6 +99,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Request-body bytes all connections together may buffer before new bodies get 503 / REFUSED_STREAM (default: an eighth of RAM, at most 128 MiB).")
     var maxBufferedBodyBytes: Int?
 
+    @Option(name: .long, help: "Connections open at once over every listener; one more is accepted and closed at once (counted as tracerelay_http_connections_refused_total). Keep it below `ulimit -n`.")
+    var maxConnections: Int = HTTPServerConfiguration().maxConnections
+
     @Option(name: .long, help: "Keep this many recent batches for GET /debug/captured (0 = off; for tests and debugging).")
     var debugCapture: Int = 0
 
@@ -104,8 +119,12 @@ struct ServeCommand: ParsableCommand {
         guard maxSpansPerRequest > 0 else { throw ValidationError("--max-spans-per-request must be positive") }
         if let memoryBudgetBytes, memoryBudgetBytes <= 0 { throw ValidationError("--memory-budget-bytes must be positive") }
         if let maxBufferedBodyBytes, maxBufferedBodyBytes <= 0 { throw ValidationError("--max-buffered-body-bytes must be positive") }
+        guard maxConnections > 0 else { throw ValidationError("--max-connections must be positive") }
         if let loops, loops < 1 { throw ValidationError("--loops must be at least 1") }
         if let spillDir, spillDir.isEmpty { throw ValidationError("--spill-dir must not be empty") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if tlsClientCA != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
+        if tlsCert != nil && listen.isEmpty { throw ValidationError("--tls-cert applies to --listen addresses; give at least one (or use tls: in the config's listeners)") }
     }
 
     func run() throws {
@@ -122,6 +141,9 @@ struct ServeCommand: ParsableCommand {
         overrides.admin = admin
         overrides.spillDirectory = spillDir
         overrides.region = region
+        if let tlsCert, let tlsKey {
+            overrides.tls = ListenerTLSSettings(certificate: tlsCert, privateKey: tlsKey, clientCA: tlsClientCA)
+        }
         let file: RelayFile
         let table: RoutingTable
         do {
@@ -148,6 +170,7 @@ struct ServeCommand: ParsableCommand {
         settings.ingest.maxSpansPerRequest = maxSpansPerRequest
         if let memoryBudgetBytes { settings.ingest.memoryBudget = MemoryBudget(limit: memoryBudgetBytes) }
         if let maxBufferedBodyBytes { settings.server.maxBufferedBodyBytes = maxBufferedBodyBytes }
+        settings.server.maxConnections = maxConnections
         settings.shutdownGrace = .seconds(grace)
         settings.debugCapture = debugCapture
         settings.reload.source = ConfigSource(path: config, overrides: overrides)

@@ -68,6 +68,13 @@ public final class RelayMetrics: Sendable {
         gauge("tracerelay_http_open_connections", "Open client connections on every listener.", [], Double(s.openConnections))
         gauge("tracerelay_http_open_streams", "Open HTTP/2 streams on every connection.", [], Double(s.openStreams))
         counter("tracerelay_http_refused_streams_total", "HTTP/2 streams reset with REFUSED_STREAM before processing (body budget spent).", [], s.refusedStreams)
+        counter("tracerelay_http_connections_refused_total", "Connections closed at accept because --max-connections were open.", [], s.refusedConnections)
+        let handshakesHelp = "TLS handshakes completed on the ingest listeners, by whether a session was resumed."
+        counter("tracerelay_tls_handshakes_total", handshakesHelp, [("resumed", "false")], s.tlsHandshakes.total - s.tlsHandshakes.resumed)
+        counter("tracerelay_tls_handshakes_total", handshakesHelp, [("resumed", "true")], s.tlsHandshakes.resumed)
+        for (reason, n) in s.tlsFailures {
+            counter("tracerelay_tls_failures_total", "TLS connections that failed, by reason (certificate_missing, certificate_rejected, handshake_timeout, …).", [("reason", reason)], n)
+        }
         for (code, n) in s.serverAnswers {
             counter("tracerelay_http_server_answers_total", "Answers the server gave itself, before the request reached the relay (framing errors, limits, budgets, timeouts), by status code.", [("code", String(code))], n)
         }

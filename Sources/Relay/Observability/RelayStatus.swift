@@ -31,6 +31,11 @@ public struct RelayStatus: Sendable {
     public var serverAnswers: [Int: Int] = [:]
     public var refusedStreams = 0
     public var openStreams = 0
+    /// TLS handshakes completed (and how many resumed a session), failures by reason.
+    public var tlsHandshakes = (total: 0, resumed: 0)
+    public var tlsFailures: [String: Int] = [:]
+    /// Connections closed at accept because `maxConnections` were open.
+    public var refusedConnections = 0
     public var ingest: [IngestStats.Key: IngestStats.Snapshot]
     public var routing: RoutingStats.Snapshot
     public var backends: [BackendStatus]
@@ -111,6 +116,9 @@ public final class RelayStatusSource: Sendable {
         if let c = counters() {
             status.serverAnswers = c.ownAnswers
             status.refusedStreams = c.refusedStreams
+            status.tlsHandshakes = c.tlsHandshakes
+            status.tlsFailures = c.tlsFailuresByReason
+            status.refusedConnections = c.refusedConnections
             status.openStreams = c.openStreams
         }
         return status

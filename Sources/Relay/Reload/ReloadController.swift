@@ -21,8 +21,9 @@ import Transport
 ///   closed (written to disk), its directory renamed `<name>.retired-<kind>-g<generation>`,
 ///   reopened there and drained to the old target. Batches that were being enqueued to it at
 ///   that instant get a retryable 503 (never a lost span).
-/// Listeners, the admin address and spill settings are not changed: the summary says a restart
-/// is needed. Reloads run one at a time on their own queue, never on a network loop.
+/// Listeners' TLS certificates and keys are read again and used for new connections (open ones
+/// keep theirs). Other listener settings, the admin address and spill settings are not changed:
+/// the summary says a restart is needed. Reloads run one at a time on their own queue, never on a network loop.
 final class ReloadController: Sendable {
     private let router: RoutingConsumer
     private let registry: BackendRegistry
@@ -85,6 +86,13 @@ final class ReloadController: Sendable {
             return .failure(ReloadError(code: "apply_failed", message: "\(error)"))
         }
         summary.restartNeeded = restartNeeded(next)
+        // Certificates: the new contexts were built (files read and checked) with `next`; a
+        // listener that keeps serving TLS takes its new context for connections from now on.
+        for (name, tls) in settings.listenerTLS.sorted(by: { $0.key < $1.key }) {
+            guard let fresh = next.listenerTLS[name] else { continue }
+            tls.replace(fresh.current)
+            summary.certificatesReloaded.append(name)
+        }
         summary.warnings = table.warnings.map(\.description)
         for w in summary.warnings { logger.warning("config", metadata: ["issue": "\(w)"]) }
         let number = generation
@@ -100,7 +108,13 @@ final class ReloadController: Sendable {
     private func restartNeeded(_ next: RelayService.Settings) -> [String] {
         var out: [String] = []
         let tags = { (s: RelayService.Settings) in s.ingest.listenerTags.mapValues { $0.map { "\($0.0)=\($0.1)" } } }
-        if next.listeners != settings.listeners || tags(next) != tags(settings) || next.ingest.trustedListeners != settings.ingest.trustedListeners {
+        // A listener's TLS context is a new object on every read: compare whether it has one
+        // (its certificates are reloaded), and its client-certificate and identity settings.
+        let plain = { (s: RelayService.Settings) in s.listeners.map { l -> ListenAddress in var l = l; l.tls = nil; return l } }
+        let tlsShape = { (s: RelayService.Settings) in s.listeners.map { $0.tls != nil } }
+        if plain(next) != plain(settings) || tags(next) != tags(settings) || next.ingest.trustedListeners != settings.ingest.trustedListeners
+            || tlsShape(next) != tlsShape(settings) || next.ingest.identityListeners != settings.ingest.identityListeners
+            || next.ingest.peers != settings.ingest.peers {
             out.append("listener changes need a restart")
         }
         if settings.admin != nil, next.admin != settings.admin { out.append("admin address changes need a restart") }

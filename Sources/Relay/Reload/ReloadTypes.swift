@@ -47,6 +47,8 @@ public struct ReloadSummary: Sendable, Equatable {
     public var restartNeeded: [String] = []
     /// The new table's warnings (as `check` prints them).
     public var warnings: [String] = []
+    /// Listeners whose TLS certificate and key were read again (new connections use them).
+    public var certificatesReloaded: [String] = []
 
     public var isEmpty: Bool { added.isEmpty && removed.isEmpty && changed.isEmpty && kindChanged.isEmpty }
 
@@ -55,6 +57,7 @@ public struct ReloadSummary: Sendable, Equatable {
         func part(_ label: String, _ names: [String]) -> String? { names.isEmpty ? nil : "\(label) \(names.joined(separator: ","))" }
         let parts = [part("added", added), part("removed", removed), part("changed", changed), part("kind changed", kindChanged)].compactMap { $0 }
         var s = parts.isEmpty ? "no backend changed" : "backends " + parts.joined(separator: "; ")
+        if !certificatesReloaded.isEmpty { s += "; TLS certificates reloaded for \(certificatesReloaded.joined(separator: ","))" }
         if !restartNeeded.isEmpty { s += "; " + restartNeeded.joined(separator: "; ") }
         return s
     }
@@ -81,7 +84,8 @@ public struct ReloadRecord: Sendable, Equatable {
             func list(_ l: [String]) -> String { "[" + l.map(jsonQuoted).joined(separator: ",") + "]" }
             out += ",\"backends\":{\"added\":\(list(s.added)),\"removed\":\(list(s.removed)),\"changed\":\(list(s.changed)),"
                 + "\"sender_replaced\":\(list(s.senderReplaced)),\"kind_changed\":\(list(s.kindChanged)),\"unchanged\":\(list(s.unchanged))},"
-                + "\"restart_needed\":\(list(s.restartNeeded)),\"warnings\":\(list(s.warnings))"
+                + "\"restart_needed\":\(list(s.restartNeeded)),\"warnings\":\(list(s.warnings)),"
+                + "\"certificates_reloaded\":\(list(s.certificatesReloaded))"
         }
         return out + "}"
     }

@@ -264,7 +264,7 @@ extension HTTP2ServerEngine {
             }
             let request = HTTPRequest(method: stream.method, path: path, query: query, version: .http2,
                                       headers: HTTPHeaders(headers), body: body,
-                                      remoteAddress: remoteAddress, listener: listener)
+                                      remoteAddress: remoteAddress, listener: listener, peer: peer)
             dispatch(stream, request: request)
         }
     }

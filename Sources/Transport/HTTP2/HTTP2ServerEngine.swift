@@ -1,5 +1,6 @@
 import Basics
 import Dispatch
+import TLS
 private import CNghttp2
 
 // The engine in three files: this one (stream table, the connection-facing ProtocolEngine
@@ -88,6 +89,7 @@ package final class HTTP2ServerEngine: ProtocolEngine, NGHTTP2SessionOwner {
     let queue: DispatchQueue
     let remoteAddress: String
     let listener: String
+    let peer: TLSPeerIdentity?
 
     var streams: [Int32: Stream] = [:]
     /// Streams whose request completed during the current `mem_recv`; dispatched after it
@@ -140,6 +142,7 @@ package final class HTTP2ServerEngine: ProtocolEngine, NGHTTP2SessionOwner {
         self.queue = context.queue
         self.remoteAddress = context.remoteAddress
         self.listener = context.listener
+        self.peer = context.peerIdentity
         self.bodyBudget = context.bodyBudget
         self.counters = context.counters
         let settings: [nghttp2_settings_entry] = [
