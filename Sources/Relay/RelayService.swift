@@ -26,6 +26,10 @@ public final class RelayService: Sendable {
         /// How long shutdown may take: in-flight requests finish, then queued spans are sent;
         /// what is left is spilled to disk for the next start.
         public var shutdownGrace: Duration = .seconds(10)
+        /// Before shutdown begins, how long the relay goes on serving while `/health/ready`
+        /// answers 503 ("draining"), so a load balancer or a Kubernetes Service takes it out of
+        /// rotation before its listeners close. Default 0.
+        public var drainDelay: Duration = .zero
         /// The compiled routing configuration; nil skips routing and exporting (tests of ingest alone).
         public var routing: RoutingTable?
         /// Queue settings for every backend that sends (`spill.*`).
@@ -169,7 +173,21 @@ public final class RelayService: Sendable {
     /// are up) within the grace period, then stops the exporters — what is left is written to
     /// the spill directory and replayed first by the next start — and calls `completion`.
     public func shutdown(completion: @escaping @Sendable () -> Void) {
-        readiness.set(ready: false, reason: "shutting down")
+        let delay = settings.drainDelay
+        guard delay > .zero else {
+            readiness.set(ready: false, reason: "shutting down")
+            return shutdownNow(completion: completion)
+        }
+        readiness.set(ready: false, reason: "draining")
+        logger.info("draining: not ready, still serving", metadata: ["drain.seconds": "\(delay.components.seconds)"])
+        let (sec, atto) = delay.components
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(sec) * 1_000_000_000 + Int(atto / 1_000_000_000))) {
+            self.readiness.set(ready: false, reason: "shutting down")
+            self.shutdownNow(completion: completion)
+        }
+    }
+
+    private func shutdownNow(completion: @escaping @Sendable () -> Void) {
         trimmer.stop()
         status.stop()
         logger.info("shutting down", metadata: ["grace.seconds": "\(settings.shutdownGrace.components.seconds)"])

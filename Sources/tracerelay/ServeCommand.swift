@@ -37,7 +37,8 @@ struct ServeCommand: ParsableCommand {
         Spans are answered (202 / 200) once every backend queue they route to
         has taken them. Each sending backend has its own queue (memory, then
         zstd spill files under --spill-dir/<backend>/) and exporter (batching,
-        retries with backoff). SIGINT/SIGTERM stop accepting, let requests
+        retries with backoff). SIGINT/SIGTERM (after --drain-delay seconds of
+        serving while /health/ready answers 503) stop accepting, let requests
         finish, send what is queued within --grace seconds and spill the rest,
         which the next start replays first. Request bodies may be gzip, deflate
         or zstd encoded.
@@ -87,6 +88,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds shutdown may take: requests finish, queued spans are sent, the rest is spilled.")
     var grace: Int = 10
 
+    @Option(name: .customLong("drain-delay"), help: "Seconds to go on serving after SIGINT/SIGTERM while /health/ready answers 503, so a load balancer or Kubernetes Service stops sending first; then the --grace shutdown begins.")
+    var drainDelay: Int = 0
+
     @Option(name: .long, help: "Largest request body accepted, in bytes (after that: 413).")
     var maxBodyBytes: Int = 25 * 1024 * 1024
 
@@ -115,6 +119,7 @@ struct ServeCommand: ParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard logFormat == "auto" || LogFormat(rawValue: logFormat) != nil else { throw ValidationError("unknown --log-format \(logFormat); use auto, json or text") }
         guard grace >= 0 else { throw ValidationError("--grace must be 0 or more seconds") }
+        guard drainDelay >= 0 else { throw ValidationError("--drain-delay must be 0 or more seconds") }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
         guard maxSpansPerRequest > 0 else { throw ValidationError("--max-spans-per-request must be positive") }
         if let memoryBudgetBytes, memoryBudgetBytes <= 0 { throw ValidationError("--memory-budget-bytes must be positive") }
@@ -172,6 +177,7 @@ struct ServeCommand: ParsableCommand {
         if let maxBufferedBodyBytes { settings.server.maxBufferedBodyBytes = maxBufferedBodyBytes }
         settings.server.maxConnections = maxConnections
         settings.shutdownGrace = .seconds(grace)
+        settings.drainDelay = .seconds(drainDelay)
         settings.debugCapture = debugCapture
         settings.reload.source = ConfigSource(path: config, overrides: overrides)
         let refusals = RateLimitedLogger(logger: Logger(label: "tracerelay.ingest"))
