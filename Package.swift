@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Routing", targets: ["Routing"]),
         .library(name: "Buffering", targets: ["Buffering"]),
         .library(name: "Transport", targets: ["Transport"]),
+        .library(name: "TLS", targets: ["TLS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

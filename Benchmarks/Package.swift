@@ -61,6 +61,7 @@ let package = Package(
         // A bare HTTPServer for http-vs-nginx.sh.
         .executableTarget(name: "transport-echo", dependencies: [
             .product(name: "Transport", package: "tracerelay"),
+            .product(name: "TLS", package: "tracerelay"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/transport-echo"),
         // One hot path M times, for callgrind (instructions.sh).

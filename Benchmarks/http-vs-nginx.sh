@@ -8,6 +8,10 @@
 #
 # Usage: Benchmarks/http-vs-nginx.sh            (builds Benchmarks' transport-echo, release)
 #        SERVER="tracerelay serve --listen" Benchmarks/http-vs-nginx.sh   (the product instead)
+#        TLS=1 Benchmarks/http-vs-nginx.sh      HTTPS: both servers terminate TLS with the same
+#                 P-256 certificate and OpenSSL's defaults (TLS 1.3, TLS_AES_256_GCM_SHA384, X25519);
+#                 wrk speaks HTTP/1.1 over TLS, h2load HTTP/2 by ALPN. Connections are kept alive,
+#                 so the figure is record encryption plus HTTP, with 32 handshakes per run.
 # Env:   DURATION (default 10), CONNECTIONS (32), STREAMS (10), BODY_BYTES (50000),
 #        LOOPS (event loops of transport-echo; default = cores), ECHO_FLAGS (e.g. --shared-queues,
 #        --event-mode dispatchSources to measure the per-connection Dispatch-source mode)
@@ -33,6 +37,13 @@ done
 
 source "$(dirname "$0")/lib.sh"
 TR_PORT=$(free_port); NG_PORT=$(free_port); NG_H2_PORT=$(free_port)
+SCHEME=http; TR_TLS=(); NG_SSL=""; NG_TLS_CONF=""; PROTO_H2="h2c"
+if [[ "${TLS:-0}" == 1 ]]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
+        -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+    SCHEME=https; TR_TLS=(--tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem"); NG_SSL=" ssl"; PROTO_H2="h2 (TLS)"
+    NG_TLS_CONF="ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem; ssl_session_cache shared:SSL:10m;"
+fi
 
 # --- body: Zipkin v2 JSON spans until BODY_BYTES --------------------------------------------
 python3 - "$BODY_BYTES" > "$WORK/body.json" <<'EOF'
@@ -61,11 +72,11 @@ EOF
 
 # --- servers ------------------------------------------------------------------------------------
 if [[ -n "${SERVER:-}" ]]; then
-    $SERVER "127.0.0.1:$TR_PORT" > "$WORK/tr.log" 2>&1 &
+    $SERVER "127.0.0.1:$TR_PORT" "${TR_TLS[@]}" > "$WORK/tr.log" 2>&1 &
     TR_PID=$!
 else
     swift build --package-path "$HERE" -c release --product transport-echo 2>&1 | tail -1 >&2
-    "$HERE/.build/release/transport-echo" --listen "127.0.0.1:$TR_PORT" ${LOOPS:+--loops $LOOPS} ${ECHO_FLAGS:-} > "$WORK/tr.log" 2>&1 &
+    "$HERE/.build/release/transport-echo" --listen "127.0.0.1:$TR_PORT" ${LOOPS:+--loops $LOOPS} ${ECHO_FLAGS:-} "${TR_TLS[@]}" > "$WORK/tr.log" 2>&1 &
     TR_PID=$!
 fi
 PIDS+=("$TR_PID")
@@ -84,9 +95,10 @@ http {
     client_body_temp_path $WORK/nginx-body;
     keepalive_requests 1000000;
     http2_max_requests 1000000;
+    $NG_TLS_CONF
     server {
-        listen 127.0.0.1:$NG_PORT;
-        listen 127.0.0.1:$NG_H2_PORT http2;
+        listen 127.0.0.1:$NG_PORT$NG_SSL;
+        listen 127.0.0.1:$NG_H2_PORT$NG_SSL http2;
         location = /api/v2/spans { echo_read_request_body; echo_status 202; echo -n "{}"; }
     }
 }
@@ -96,10 +108,10 @@ nginx -c "$WORK/nginx.conf" -p "$WORK" > "$WORK/nginx.out" 2>&1 &
 NG_MASTER=$!
 PIDS+=("$NG_MASTER")
 
-wait_up() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "server on $1 did not start" >&2; exit 1; }
+wait_up() { for _ in $(seq 100); do curl -sk -o /dev/null "$SCHEME://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "server on $1 did not start" >&2; exit 1; }
 wait_up "$TR_PORT"; wait_up "$NG_PORT"
 for p in "$TR_PORT" "$NG_PORT"; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$WORK/body.json" "http://127.0.0.1:$p/api/v2/spans")
+    code=$(curl -sk -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$WORK/body.json" "$SCHEME://127.0.0.1:$p/api/v2/spans")
     [[ "$code" == 202 ]] || { echo "sanity POST to port $p answered $code" >&2; exit 1; }
 done
 
@@ -113,7 +125,7 @@ NG_PIDS=("$NG_MASTER" $(pgrep -P "$NG_MASTER"))
 run_wrk() {
     local port=$1; shift
     local before; before=$(cpu_ticks "$@")
-    local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$WORK/post.lua" "http://127.0.0.1:$port/api/v2/spans")
+    local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$WORK/post.lua" "$SCHEME://127.0.0.1:$port/api/v2/spans")
     local after; after=$(cpu_ticks "$@")
     local rps; rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     local non2xx; non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
@@ -123,7 +135,7 @@ run_h2load() {
     local port=$1; shift
     local before; before=$(cpu_ticks "$@")
     local out; out=$(h2load -c"$CONNECTIONS" -m"$STREAMS" -t2 -D "$DURATION" -d "$WORK/body.json" \
-        -H 'content-type: application/json' "http://127.0.0.1:$port/api/v2/spans" 2>&1 || true)
+        -H 'content-type: application/json' "$SCHEME://127.0.0.1:$port/api/v2/spans" 2>&1 || true)
     local after; after=$(cpu_ticks "$@")
     local rps; rps=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' <<<"$out")
     local ok; ok=$(awk '/^status codes:/ {print $3}' <<<"$out")
@@ -131,7 +143,7 @@ run_h2load() {
     echo "${rps:-0} $(awk -v a="$after" -v b="$before" -v t="$TICKS" 'BEGIN{printf "%.2f", (a-b)/t}') ${failed:-?}"
 }
 
-echo "body: $BODY_SIZE bytes Zipkin JSON; $DURATION s per run; $(nproc) cores shared with the load client"
+echo "body: $BODY_SIZE bytes Zipkin JSON; $DURATION s per run; $SCHEME; $(nproc) cores shared with the load client"
 read -r TR_H1 TR_H1_CPU TR_H1_BAD < <(run_wrk "$TR_PORT" "$TR_PID")
 read -r NG_H1 NG_H1_CPU NG_H1_BAD < <(run_wrk "$NG_PORT" "${NG_PIDS[@]}")
 read -r TR_H2 TR_H2_CPU TR_H2_BAD < <(run_h2load "$TR_PORT" "$TR_PID")
@@ -148,8 +160,8 @@ printf '%-22s %12s %12s %8s\n' "h1 req/s" "$TR_H1" "$NG_H1" "$(ratio "$TR_H1" "$
 printf '%-22s %12s %12s\n' "h1 server CPU s" "$TR_H1_CPU" "$NG_H1_CPU"
 printf '%-22s %12s %12s %8s\n' "h1 req/s per core" "$TR_H1_PC" "$NG_H1_PC" "$(ratio "$TR_H1_PC" "$NG_H1_PC")"
 printf '%-22s %12s %12s\n' "h1 non-2xx" "$TR_H1_BAD" "$NG_H1_BAD"
-printf '%-22s %12s %12s %8s\n' "h2c req/s" "$TR_H2" "$NG_H2" "$(ratio "$TR_H2" "$NG_H2")"
-printf '%-22s %12s %12s\n' "h2c server CPU s" "$TR_H2_CPU" "$NG_H2_CPU"
-printf '%-22s %12s %12s %8s\n' "h2c req/s per core" "$TR_H2_PC" "$NG_H2_PC" "$(ratio "$TR_H2_PC" "$NG_H2_PC")"
-printf '%-22s %12s %12s\n' "h2c failed requests" "$TR_H2_BAD" "$NG_H2_BAD"
+printf '%-22s %12s %12s %8s\n' "$PROTO_H2 req/s" "$TR_H2" "$NG_H2" "$(ratio "$TR_H2" "$NG_H2")"
+printf '%-22s %12s %12s\n' "$PROTO_H2 server CPU s" "$TR_H2_CPU" "$NG_H2_CPU"
+printf '%-22s %12s %12s %8s\n' "$PROTO_H2 req/s per core" "$TR_H2_PC" "$NG_H2_PC" "$(ratio "$TR_H2_PC" "$NG_H2_PC")"
+printf '%-22s %12s %12s\n' "$PROTO_H2 failed reqs" "$TR_H2_BAD" "$NG_H2_BAD"
 printf '%-22s %12s %12s\n' "server RSS (KiB)" "$TR_RSS" "$NG_RSS"

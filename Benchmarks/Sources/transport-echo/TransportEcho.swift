@@ -1,5 +1,6 @@
 import Dispatch
 import Logging
+import TLS
 import Transport
 #if canImport(Glibc)
 import Glibc
@@ -8,10 +9,12 @@ import Glibc
 /// A bare `HTTPServer` for Benchmarks/http-vs-nginx.sh: `POST /api/v2/spans` → 202 once the
 /// body is read, nothing else.
 /// Usage: transport-echo --listen HOST:PORT [--listen …] [--loops N] [--shared-queues]
-///        [--event-mode dispatchSources|epollPerLoop]
+///        [--event-mode dispatchSources|epollPerLoop] [--tls-cert PEM --tls-key PEM]
+/// With a certificate every listener serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN).
 enum TransportEcho {
     static func main() {
         var listens: [String] = []
+        var cert: String?, key: String?
         var config = HTTPServerConfiguration()
         var args = CommandLine.arguments.dropFirst()
         while let a = args.popFirst() {
@@ -19,6 +22,8 @@ enum TransportEcho {
             case "--listen": if let v = args.popFirst() { listens.append(v) }
             case "--loops": config.loops = args.popFirst().flatMap { Int($0) }
             case "--shared-queues": config.dedicatedConnectionQueues = false
+            case "--tls-cert": cert = args.popFirst()
+            case "--tls-key": key = args.popFirst()
             case "--event-mode":
                 guard let m = args.popFirst().flatMap(HTTPEventMode.init(rawValue:)) else {
                     say("--event-mode takes one of: \(HTTPEventMode.allCases.map(\.rawValue).joined(separator: ", "))", to: 2)
@@ -26,7 +31,7 @@ enum TransportEcho {
                 }
                 config.eventMode = m
             default:
-                say("usage: transport-echo --listen HOST:PORT [--loops N] [--shared-queues] [--event-mode dispatchSources|epollPerLoop]", to: 2)
+                say("usage: transport-echo --listen HOST:PORT [--loops N] [--shared-queues] [--event-mode dispatchSources|epollPerLoop] [--tls-cert PEM --tls-key PEM]", to: 2)
                 exit(2)
             }
         }
@@ -39,7 +44,12 @@ enum TransportEcho {
         logger.logLevel = .warning
         let server = HTTPServer(configuration: config, handler: router, logger: logger)
         do {
-            try server.start(listeners: try listens.map { try ListenAddress(parsing: $0) })
+            let tls = try cert.map { c in try ListenerTLS(.server(certificateChain: c, privateKey: key ?? c)) }
+            try server.start(listeners: try listens.map { l in
+                var a = try ListenAddress(parsing: l)
+                a.tls = tls
+                return a
+            })
         } catch {
             say("transport-echo: \(error)", to: 2)
             exit(1)
