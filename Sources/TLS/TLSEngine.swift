@@ -156,6 +156,55 @@ public final class TLSEngine {
         return events
     }
 
+    /// `feed` without an intermediate copy of the plaintext: it is decrypted into `buffer`, and
+    /// each time the buffer is full (and at the end) its filled part goes to `deliver`, which
+    /// may stop further deliveries by returning false: what is not decrypted yet stays in the
+    /// engine and comes with the next `feed` (which may carry no new bytes). The events are as
+    /// `feed`'s.
+    @discardableResult
+    public func feed(_ ciphertext: UnsafeRawBufferPointer, into buffer: UnsafeMutableRawBufferPointer,
+                     deliver: (UnsafeRawBufferPointer) -> Bool) -> [TLSEvent] {
+        var events: [TLSEvent] = []
+        if case .failed = state { return events }
+        var rest = ciphertext
+        while let base = rest.baseAddress, !rest.isEmpty {
+            let n = BIO_write(rbio, base, Int32(min(rest.count, Int(Int32.max))))
+            guard n > 0 else { break }
+            rest = UnsafeRawBufferPointer(rebasing: rest[Int(n)...])
+        }
+        if state == .handshaking { advanceHandshake(&events) }
+        guard handshake != nil, state == .established || state == .closed, !closeNotifyReceived,
+              let start = buffer.baseAddress, buffer.count > 0 else { return events }
+        var filled = 0
+        reading: while true {
+            OpenSSLErrors.clear()
+            let n = SSL_read(ssl, start + filled, Int32(min(buffer.count - filled, Int(Int32.max))))
+            if n > 0 {
+                filled += Int(n)
+                if filled == buffer.count {
+                    let ok = deliver(UnsafeRawBufferPointer(start: start, count: filled))
+                    filled = 0
+                    if !ok { break reading }
+                }
+                continue
+            }
+            let err = SSL_get_error(ssl, n)
+            switch err {
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+                break reading
+            case SSL_ERROR_ZERO_RETURN:
+                closeNotifyReceived = true
+                events.append(.closeNotifyReceived)
+                break reading
+            default:
+                fail(failure(err, handshaking: false), &events)
+                break reading
+            }
+        }
+        if filled > 0 { _ = deliver(UnsafeRawBufferPointer(start: start, count: filled)) }
+        return events
+    }
+
     /// `feed` for byte arrays: returns the plaintext and the events.
     public func feed(_ ciphertext: [UInt8]) -> (plaintext: [UInt8], events: [TLSEvent]) {
         var plaintext: [UInt8] = []

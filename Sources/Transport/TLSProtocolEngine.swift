@@ -32,8 +32,6 @@ final class TLSProtocolEngine: ProtocolEngine, ConnectionContext {
     private var plainOutput: [UInt8] = []
     private var failed = false
     private var closeNotifySent = false
-    /// Plaintext read but not yet handed to the HTTP engine; reused between reads.
-    private var plaintext: [UInt8] = []
     /// The inner engine's output before encryption; reused.
     private var clear: [UInt8] = []
 
@@ -62,17 +60,34 @@ final class TLSProtocolEngine: ProtocolEngine, ConnectionContext {
     func receive(_ bytes: UnsafeRawBufferPointer) -> EngineDisposition {
         assertOnQueue(queue)
         guard !failed else { return .closeNow }
-        plaintext.removeAll(keepingCapacity: true)
-        let events = tls.feed(bytes, plaintext: &plaintext)
-        if let d = handle(events) { return d }
-        guard let inner else { return .open }
+        // Plaintext is decrypted into a scratch buffer and handed to the HTTP engine from
+        // there (no copy in between); every byte goes to it, as on a plain connection, unless
+        // it asks to close at once.
         var d = EngineDisposition.open
-        if !plaintext.isEmpty {
-            d = plaintext.withUnsafeBytes { inner.receive($0) }
-            if plaintext.capacity > Self.chunk { plaintext = [] }
+        let events = withUnsafeTemporaryAllocation(byteCount: Self.chunk, alignment: 16) { scratch in
+            tls.feed(bytes, into: scratch) { part in
+                // The handshake completes within this feed: its event is handled below, but
+                // the first application bytes may already be here.
+                if inner == nil, let h = tls.handshake { startHTTP(h) }
+                guard let inner else { return true }
+                d = inner.receive(part)
+                return d != .closeNow
+            }
         }
+        if let r = handle(events) { return r }
+        guard let inner else { return .open }
         if d == .open && tls.closeNotifyReceived { d = inner.peerClosed() }
         return d
+    }
+
+    /// The handshake is done: the peer's identity, and the HTTP engine ALPN chose.
+    private func startHTTP(_ h: TLSHandshake) {
+        guard inner == nil else { return }
+        peerIdentity = h.peer.flatMap { $0.verified ? $0 : nil }
+        counters.tlsHandshake(resumed: h.resumed)
+        inner = h.alpn == "h2"
+            ? HTTP2ServerEngine(context: self, handler: handler, configuration: configuration.resolvedHTTP2)
+            : HTTP1Engine(context: self, handler: handler, configuration: configuration, allowUpgrade: false)
     }
 
     /// Acts on the TLS events; returns a disposition when they decide it.
@@ -80,11 +95,7 @@ final class TLSProtocolEngine: ProtocolEngine, ConnectionContext {
         for event in events {
             switch event {
             case .handshakeCompleted(let h):
-                peerIdentity = h.peer.flatMap { $0.verified ? $0 : nil }
-                counters.tlsHandshake(resumed: h.resumed)
-                inner = h.alpn == "h2"
-                    ? HTTP2ServerEngine(context: self, handler: handler, configuration: configuration.resolvedHTTP2)
-                    : HTTP1Engine(context: self, handler: handler, configuration: configuration, allowUpgrade: false)
+                startHTTP(h)
             case .closeNotifyReceived:
                 break // handled after the plaintext before it was delivered
             case .failed(let error):
@@ -175,6 +186,6 @@ final class TLSProtocolEngine: ProtocolEngine, ConnectionContext {
     var readPhase: ReadPhase? { inner == nil ? .head : inner?.readPhase }
     func bodyTooSlow() -> EngineDisposition { failed ? disposition : (inner?.bodyTooSlow() ?? .closeNow) }
     var retainedBufferBytes: Int {
-        plaintext.capacity + clear.capacity + tls.pendingCiphertextCount + (inner?.retainedBufferBytes ?? 0)
+        clear.capacity + tls.pendingCiphertextCount + (inner?.retainedBufferBytes ?? 0)
     }
 }

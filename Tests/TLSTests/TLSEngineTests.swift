@@ -154,3 +154,61 @@ import TestSupport
         #expect(throws: TLSError.self) { try TLSEngine(server: client) }
     }
 }
+
+/// `feed(_:into:deliver:)`: the plaintext decrypted straight into a caller's buffer, in parts no
+/// larger than it, adds up to what was sent whatever the buffer size and the ciphertext's splits.
+@Suite struct TLSEngineBufferedFeedTests {
+    @Test(arguments: [1, 1000, 16_384, 65_536])
+    func partsAddUpToTheStream(bufferSize: Int) throws {
+        let certs = try TestCertificates.get()
+        let pair = try EnginePair(client: certs.client(), server: certs.server())
+        pair.pump()
+        #expect(pair.server.state == .established)
+        var rng = SplitMix64(seed: 0xFEED_0001 &+ UInt64(bufferSize), printing: "buffered feed")
+        let message = (0..<150_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        try pair.client.write(message)
+        let ciphertext = pair.client.drainCiphertext()
+        var got: [UInt8] = []
+        var largest = 0
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var i = 0
+        while i < ciphertext.count {
+            let n = min(ciphertext.count - i, 1 + Int(rng.next() % 9000))
+            let events = ciphertext[i..<(i + n)].withUnsafeBytes { bytes in
+                pair.server.feed(bytes, into: buffer) { part in
+                    largest = max(largest, part.count)
+                    got.append(contentsOf: part)
+                    return true
+                }
+            }
+            #expect(events.isEmpty)
+            i += n
+        }
+        #expect(got == message)
+        #expect(largest <= bufferSize)
+    }
+
+    @Test func closeNotifyAndStoppingAreReported() throws {
+        let certs = try TestCertificates.get()
+        let pair = try EnginePair(client: certs.client(), server: certs.server())
+        pair.pump()
+        try pair.client.write(Array(repeating: 7, count: 40_000))
+        pair.client.close()
+        let ciphertext = pair.client.drainCiphertext()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 10_000, alignment: 16)
+        defer { buffer.deallocate() }
+        var parts = 0
+        // The receiver stops after the first part: nothing more is delivered.
+        let events = ciphertext.withUnsafeBytes { bytes in
+            pair.server.feed(bytes, into: buffer) { _ in parts += 1; return false }
+        }
+        #expect(parts == 1)
+        #expect(events.isEmpty)
+        // A later feed goes on from where OpenSSL is, and sees the close_notify.
+        var rest = 0
+        let later = pair.server.feed(UnsafeRawBufferPointer(start: nil, count: 0), into: buffer) { rest += $0.count; return true }
+        #expect(rest == 30_000)
+        #expect(later == [.closeNotifyReceived])
+    }
+}
