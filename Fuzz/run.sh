@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer harness with ASan and fuzzes one parser for a bounded time.
+# Builds the libFuzzer harness with ASan and fuzzes one target for a bounded time.
 #   Fuzz/run.sh zipkin-v2-json 60
-# Parsers: zipkin-v2-json zipkin-proto3 zipkin-v1-json datadog-v03-json datadog-v04 datadog-v05 datadog-v07
-#          content-decoding tracerelay-tags config
-# Seeds come from the codec fixtures; crashes land in Fuzz/Regressions/<parser>/.
+#   FUZZ_SCRATCH=/path/to/scratch Fuzz/run.sh h2-server 180
+# Targets: FUZZ_TARGET=list <binary>, or see main.swift (codecs, config, tags, the HTTP/1.1 and
+# HTTP/2 engines, spill segments). Seeds: Fuzz/Corpus/<target>, Fuzz/Regressions/<target> and the
+# codec fixtures; new inputs go to a temporary directory; crashes land in Fuzz/Regressions/<target>/.
+# Extra arguments after SECONDS go to libFuzzer (e.g. -print_final_stats=1; -fork=1
+# -ignore_crashes=1 to go on past a known crash, whose reproducer is replayed first).
 set -euo pipefail
-cd "$(dirname "$0")"
-target=${1:?parser name, e.g. zipkin-v2-json}
+source "$(dirname "$0")/lib.sh"
+target=${1:?target name, e.g. zipkin-v2-json}
 seconds=${2:-60}
-swift build -c release --product FuzzParsers -Xswiftc -sanitize=fuzzer,address -Xswiftc -g
-bin=$(swift build -c release --show-bin-path)/FuzzParsers
+shift $(( $# < 2 ? $# : 2 ))
+fuzz_build
 corpus=$(mktemp -d)
-case "$target" in
-  zipkin*) find ../Tests/CodecsTests/Fixtures/zipkin -maxdepth 1 -type f ! -name '*.expected.json' -exec cp {} "$corpus"/ \; ;;
-  datadog*) find ../Tests/CodecsTests/Fixtures/datadog -maxdepth 1 -type f ! -name '*.expected.json' -exec cp {} "$corpus"/ \; ;;
-  config) for f in ../examples/*.yaml ../loadtest/scenarios/*/relay.yaml; do cp "$f" "$corpus/$(echo "$f" | tr / _)"; done ;;
-  tracerelay-tags) printf 'kuma.io/zone=eu-1,region=eu' > "$corpus/seed1"; printf 'a%%2Cb=c%%3Dd,k=' > "$corpus/seed2" ;;
-esac
-mkdir -p "Regressions/$target"
-FUZZ_TARGET="$target" "$bin" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
-  -artifact_prefix="Regressions/$target/" "$corpus"
+trap 'rm -rf "$corpus"' EXIT
+fuzz_seeds "$target" "$corpus"
+mkdir -p "$FUZZ_DIR/Regressions/$target"
+mapfile -t kept < <(fuzz_corpora "$target")
+FUZZ_TARGET="$target" "$FUZZ_BIN" -max_total_time="$seconds" "${FUZZ_OPTS[@]}" \
+  -artifact_prefix="$FUZZ_DIR/Regressions/$target/" "$@" "$corpus" "${kept[@]}"

@@ -275,6 +275,11 @@ final class FrameDecoder {
         guard got == clen else { throw .truncated }
         let crc = compressed.withUnsafeBytes { crc32c(UnsafeRawBufferPointer(rebasing: $0[0..<clen])) }
         guard crc == header.payloadCRC else { throw .checksum }
+        // The raw length sizes the buffer: it must be what the zstd frame itself declares.
+        let declared = compressed.withUnsafeBytes { ZstdDecompressor.declaredContentSize(UnsafeRawBufferPointer(rebasing: $0[0..<clen])) }
+        guard declared == rlen else {
+            throw .decompress("the frame header's raw length \(rlen) is not the \(declared.map(String.init) ?? "unknown") bytes its zstd frame declares")
+        }
         // Verification decompresses into a reused buffer; decoding gives each frame a fresh buffer
         // that its records then share (one allocation per frame, no per-record copy).
         if verifyOnly {

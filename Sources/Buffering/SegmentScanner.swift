@@ -82,7 +82,8 @@ func scanSegment(_ file: any SpillFile) throws(SegmentScanError) -> SegmentScan 
 
 /// The offset of the next frame header at or after `from` that verifies and fits in the file.
 func findNextFrame(_ file: any SpillFile, from: Int, size: Int) throws -> Int? {
-    let chunk = 1 << 20
+    // Up to 1 MiB at a time, never more than the rest of the file.
+    let chunk = min(1 << 20, max(0, size - from))
     var buf = [UInt8](repeating: 0, count: chunk + SpillFormat.frameHeaderSize)
     var base = from
     while base + SpillFormat.frameHeaderSize <= size {

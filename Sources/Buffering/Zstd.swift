@@ -63,6 +63,17 @@ public final class ZstdDecompressor {
         if n != output.count { throw ZstdError(message: "decompressed \(n) bytes, expected \(output.count)") }
     }
 
+    /// The content size a frame's header declares (what `ZSTD_compress2` always records), nil
+    /// when the header does not say or is not a zstd frame header. Checked before allocating for
+    /// a frame whose size comes from elsewhere (a spill frame header), so a lying header cannot
+    /// make the reader allocate a gigabyte for a few bytes of input.
+    public static func declaredContentSize(_ input: UnsafeRawBufferPointer) -> Int? {
+        let n = ZSTD_getFrameContentSize(input.baseAddress, input.count)
+        // ZSTD_CONTENTSIZE_UNKNOWN and _ERROR are the two largest UInt64 values.
+        guard n < UInt64.max - 1, n <= UInt64(Int.max) else { return nil }
+        return Int(n)
+    }
+
     /// Convenience: decompresses a frame whose decompressed size is known.
     public func decompress(_ input: [UInt8], size: Int) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: size)

@@ -79,6 +79,7 @@ extension DocumentParser {
             if let u = backend.url, !backend.urls.contains(u) { backend.urls.insert(u, at: 0) }
             if backend.url == nil, let first = backend.urls.first { backend.url = first }
         }
+        if let conf { backend.tls = parseBackendTLS(conf, backend) }
         conf?.finish()
         if let e = b["export"]?.map() { backend.export = parseExport(e) }
         return backend

@@ -272,8 +272,21 @@ final class HTTP1RequestParser {
     private func scanHead(_ p: UnsafeRawBufferPointer, from start: Int) -> Int? {
         let n = p.count
         var j = start + headScanned
-        while j < n {
-            guard let lf = findByte(p, 0x0A, j, n) else { j = n; break }
+        while true {
+            // Line feeds are looked for only within the limits, so the answer is the same however
+            // the bytes arrive (an over-long head is 414/431 even if a bare LF follows later).
+            let bound = requestLineEnd == nil ? start + config.maxRequestLineBytes + 2 : start + config.maxHeaderBytes
+            let end = min(n, bound)
+            guard j < end, let lf = findByte(p, 0x0A, j, end) else {
+                if n >= bound {
+                    fail(requestLineEnd == nil
+                         ? HTTP1RequestError(414, "uri_too_long", "the request line exceeds \(config.maxRequestLineBytes) bytes")
+                         : HTTP1RequestError(431, "headers_too_large", "the request head exceeds \(config.maxHeaderBytes) bytes"))
+                    return nil
+                }
+                headScanned = n - start
+                return nil
+            }
             if lf == start || p[lf - 1] != 0x0D {
                 fail(HTTP1RequestError(400, "bad_request", "bare LF in the request head (lines must end with CRLF)"))
                 return nil
@@ -294,13 +307,6 @@ final class HTTP1RequestParser {
             }
             j = lf + 1
         }
-        headScanned = n - start
-        if requestLineEnd == nil && headScanned > config.maxRequestLineBytes + 2 {
-            fail(HTTP1RequestError(414, "uri_too_long", "the request line exceeds \(config.maxRequestLineBytes) bytes"))
-        } else if headScanned > config.maxHeaderBytes {
-            fail(HTTP1RequestError(431, "headers_too_large", "the request head exceeds \(config.maxHeaderBytes) bytes"))
-        }
-        return nil
     }
 
     /// A head arrived: set up body reading, or the request is complete.

@@ -1,4 +1,5 @@
 import Basics
+internal import CShims
 #if canImport(Glibc)
 import Glibc
 #endif

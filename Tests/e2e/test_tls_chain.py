@@ -12,7 +12,7 @@ from sinks import ZipkinSink
 from tlscerts import Certs
 
 EU, US = "zone-eu-1", "zone-us-1"
-FAST = "      export: {batchDelay: 20ms, maxBackoff: 1s}\n"
+FAST = "export: {batchDelay: 20ms, maxBackoff: 1s}"
 
 
 def span(i, tags=None):
@@ -39,11 +39,13 @@ backends:
   - name: eu
     type: zipkin
     region: eu-west-1
-{FAST}      conf: {{url: "{eu_sink.url}"}}
+    {FAST}
+    conf: {{url: "{eu_sink.url}"}}
   - name: us
     type: zipkin
     region: us-east-1
-{FAST}      conf: {{url: "{us_sink.url}"}}
+    {FAST}
+    conf: {{url: "{us_sink.url}"}}
 ---
 type: Mesh
 name: default
@@ -74,7 +76,8 @@ backends:
   - name: central
     type: tracerelay
     region: {region}
-{FAST.replace("      ", "    ", 1)}    conf:
+    {FAST}
+    conf:
       url: https://localhost:{central_port}/api/v2/spans
       tls: {{caFile: {certs.ca}, certificate: {cert}, privateKey: {key}}}
 ---

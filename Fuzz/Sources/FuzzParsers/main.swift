@@ -1,6 +1,8 @@
+@_spi(Fuzzing) import Buffering
 import Codecs
 import Routing
 import Spans
+@_spi(Fuzzing) import Transport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -38,6 +40,14 @@ let parsers: [String: @Sendable ([UInt8]) -> Void] = [
             _ = try? ContentDecoding.decode(body, contentEncoding: enc, limits: DecompressionLimits(maxBytes: 1 << 20, maxRatio: 100))
         }
     },
+    // Engines (first input byte: how the rest is cut into reads, and options; see the entry
+    // points' documentation). The HTTP/1 parsers must give the same result whole or split.
+    "http1-request": { TransportFuzz.http1Request($0) },
+    "http1-response": { TransportFuzz.http1Response($0) },
+    "h2-server": { TransportFuzz.h2Server($0) },
+    "h2-client": { TransportFuzz.h2Client($0) },
+    // A spill segment file: scanned and read to records or a clean error.
+    "spill-segment": { SpillFuzz.segment($0) },
 ]
 
 nonisolated(unsafe) var selected: (@Sendable ([UInt8]) -> Void)?
@@ -57,6 +67,14 @@ func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutab
 @_cdecl("FuzzParsers_main")
 public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
     let name = getenv("FUZZ_TARGET").map { String(cString: $0) } ?? ""
+    if name == "list" {
+        print(parsers.keys.sorted().joined(separator: " "))
+        return 0
+    }
+    if name == "make-corpus" { // FUZZ_TARGET=make-corpus FuzzParsers DIR (see Corpus.swift)
+        guard argc > 1, let dir = argv?[1] else { return 2 }
+        return makeCorpus(String(cString: dir))
+    }
     guard let parser = parsers[name] else {
         let msg = "set FUZZ_TARGET to one of: \(parsers.keys.sorted().joined(separator: ", "))\n"
         _ = msg.withCString { write(2, $0, strlen($0)) }

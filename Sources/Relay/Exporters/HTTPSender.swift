@@ -5,12 +5,18 @@ import Dispatch
 import Logging
 import Routing
 import Synchronization
+import TLS
 import Transport
 
 /// Sends payloads to a Zipkin collector, a Datadog agent or another tracerelay over HTTP/1.1
 /// or h2c, optionally compressed, through one `HTTPClient` per URL (several URLs — tracerelay
 /// backends — are used round-robin). 2xx is success; 408, 429, 5xx and transport errors are
 /// retryable (`Retry-After` passed on); other answers are permanent.
+///
+/// `https` URLs (and a Datadog `address`/`port` with `conf.tls`) speak TLS: one `TLSContext`
+/// per sender, built here from `conf.tls` (system roots by default; ALPN offers `h2` only when
+/// the backend is configured for HTTP/2) and shared by its clients. A reload that changes the
+/// backend's TLS settings builds a new sender, hence a new context.
 final class HTTPSender: PayloadSender, @unchecked Sendable {
     struct Target: Sendable {
         var client: HTTPClient
@@ -62,11 +68,34 @@ final class HTTPSender: PayloadSender, @unchecked Sendable {
         config.responseTimeout = o.timeoutSeconds
         var clientLogger = logger
         clientLogger[metadataKey: "backend"] = .string(backend.name)
+        // `conf.tls` means TLS to every endpoint: a Datadog address/port, and endpoints a
+        // resolver names as host:port (the parser refuses it next to an http:// URL).
+        if backend.tls != nil { for i in endpoints.indices { endpoints[i].tls = true } }
+        if endpoints.contains(where: \.tls) {
+            config.tls = try Self.tlsContext(backend, offering: config.protocolVersion.alpnOffer, logger: clientLogger)
+            config.tlsServerName = backend.tls?.serverName
+        }
         targets = endpoints.map { Target(client: HTTPClient(endpoint: $0, configuration: config, group: group, logger: clientLogger), endpoint: $0) }
         let loopback = endpoints.allSatisfy(\.isLoopback)
         compression = o.compression ?? (backend.kind == .tracerelay ? .zstd : (loopback ? .none : .gzip))
         rates = backend.kind == .datadog ? DatadogRates() : nil
         compressors = Mutex((compression == .gzip ? GzipCompressor() : nil, compression == .zstd ? ZstdCompressor(level: 1) : nil))
+    }
+
+    /// The backend's TLS client context from `conf.tls` (none: the system roots).
+    static func tlsContext(_ backend: BackendConfig, offering alpn: [String], logger: Logger) throws(ClientError) -> TLSContext {
+        let t = backend.tls ?? BackendTLSConfig()
+        let context: TLSContext
+        do {
+            context = try TLSContext(.client(caFile: t.caFile, insecureSkipVerify: t.insecureSkipVerify,
+                                             certificateChain: t.certificate, privateKey: t.privateKey, alpn: alpn))
+        } catch {
+            throw ClientError(.tlsFailed, "conf.tls: \(error.message)")
+        }
+        if t.insecureSkipVerify {
+            logger.warning("INSECURE: TLS to this backend accepts any certificate and name (insecureSkipVerify: true); anyone on the path can read and change its spans")
+        }
+        return context
     }
 
     func send(_ payload: Payload, completion: @escaping @Sendable (SendOutcome) -> Void) {

@@ -127,7 +127,7 @@ final class ReloadController: Sendable {
     /// The settings the sender is built from (URL, addresses, file path, export options).
     static func sameSender(_ a: BackendConfig, _ b: BackendConfig) -> Bool {
         a.kind == b.kind && a.url == b.url && a.urls == b.urls && a.address == b.address && a.port == b.port
-            && a.path == b.path && a.maxFileBytes == b.maxFileBytes && a.export == b.export
+            && a.path == b.path && a.maxFileBytes == b.maxFileBytes && a.export == b.export && a.tls == b.tls
     }
 
     private static func sameSettings(_ a: BackendConfig, _ b: BackendConfig) -> Bool {

@@ -1,5 +1,8 @@
+// Over 500 lines: one connection's whole life (connect, TLS, HTTP engine, read, write,
+// timeouts, close) stays in one file so its phase transitions can be read in one place.
 import Basics
 import Dispatch
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,6 +30,12 @@ protocol ClientConnectionOwner: AnyObject, Sendable {
     /// false: the old one went stale), or on any connection (it was certainly not sent).
     func retry(_ request: PendingRequest, anyConnection: Bool)
     var isShutDown: Bool { get }
+    /// TLS: the session to resume with `address` (the last one a connection there left).
+    func tlsSession(for address: ResolvedAddress) -> TLSSession?
+    /// TLS: a connection to `address` can be resumed with `session` next time.
+    func keepTLSSession(_ session: TLSSession, for address: ResolvedAddress)
+    /// TLS: a handshake finished (counted; the ALPN choice tells the pool how the server speaks).
+    func tlsHandshakeCompleted(_ connection: ClientConnection, _ handshake: TLSHandshake)
 }
 
 /// One outbound TCP connection driving one `ClientEngine`, on an event loop's queue.
@@ -49,6 +58,15 @@ protocol ClientConnectionOwner: AnyObject, Sendable {
 /// (a stale keep-alive connection the server closed just before our write) hands the request
 /// back to the owner for one retry on a fresh connection.
 ///
+/// TLS (`https`): after the TCP connect a `TLSEngine` sits between the socket and the HTTP
+/// engine (docs/tls.md, "Driving an engine"): socket bytes are fed to it and its plaintext goes
+/// to the HTTP engine; the HTTP engine's output is written to it and its ciphertext is what
+/// `out` sends — drained after every feed, write and close. The HTTP engine is made only when
+/// the handshake is done, from the ALPN choice (`h2` → HTTP/2 when configured, else HTTP/1.1).
+/// The handshake counts as part of connecting: it must finish within `connectTimeout`, and a
+/// failure is reported as a failed connect (`.tlsFailed`), so the pool skips the address and
+/// the waiting requests fail with the reason instead of waiting.
+///
 /// Everything runs on `queue` (the loop's queue); entry points assert it in debug builds.
 final class ClientConnection: PollTarget, @unchecked Sendable {
     private(set) var fd: Int32 = -1
@@ -58,12 +76,19 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     private let config: HTTPClientConfiguration
     private let authority: String
     private weak var owner: (any ClientConnectionOwner)?
+    /// TLS: the context (nil: cleartext) and the name the certificate must carry (also SNI).
+    private let tlsContext: TLSContext?
+    private let serverName: String
+    private var tls: TLSEngine?
+    /// A `TLSEngine.write` failed while the engine's output was encrypted.
+    private var tlsWriteError: TLSError?
+    private var tlsSessionKept = false
 
     private var engine: (any ClientEngine)?
     /// Typed view of `engine` while it speaks HTTP/1.1 (early-response detection).
     private var h1: HTTP1ClientEngine?
 
-    private enum Phase { case new, connecting, open, closing, closed }
+    private enum Phase { case new, connecting, handshaking, open, closing, closed }
     private var phase = Phase.new
     private var poller: EpollPoller?
     private var pollToken: UInt64 = 0
@@ -96,14 +121,20 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     /// Bytes moved from the engine per `drainOutput`. Large, so a whole request (up to a few
     /// MiB of spans) is handed over by swapping buffers rather than copied in pieces.
     static let drainLimit = 32 << 20
+    /// Over TLS the engine's output is encrypted this much at a time, so a large request does
+    /// not sit in memory twice (plaintext and ciphertext) at once.
+    static let tlsChunk = 1 << 20
 
+    /// `tls`: speak TLS to the server named `serverName` (nil: cleartext).
     init(address: ResolvedAddress, authority: String, loop: EventLoop, config: HTTPClientConfiguration,
-         owner: any ClientConnectionOwner) {
+         tls: TLSContext? = nil, serverName: String = "", owner: any ClientConnectionOwner) {
         self.address = address
         self.authority = authority
         self.loop = loop
         self.queue = loop.queue
         self.config = config
+        self.tlsContext = tls
+        self.serverName = serverName
         self.owner = owner
     }
 
@@ -113,17 +144,16 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
         return .milliseconds(Int(seconds * 1000))
     }
 
-    /// The one place that creates engines.
-    private func makeEngine() -> any ClientEngine {
-        switch config.protocolVersion {
-        case .http1:
-            let e = HTTP1ClientEngine(configuration: config)
-            h1 = e
-            return e
-        case .h2c:
+    /// The one place that creates engines. `http2`: the configured protocol, or over TLS what
+    /// the server chose by ALPN.
+    private func makeEngine(http2: Bool) -> any ClientEngine {
+        if http2 {
             h1 = nil
-            return HTTP2ClientEngine(configuration: config, queue: queue)
+            return HTTP2ClientEngine(configuration: config, queue: queue, scheme: tlsContext == nil ? "http" : "https")
         }
+        let e = HTTP1ClientEngine(configuration: config)
+        h1 = e
+        return e
     }
 
     // MARK: entry points (owner hops here with queue.async)
@@ -183,7 +213,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
         defer { deliver() }
         switch phase {
         case .closed: return
-        case .new, .connecting: abandon()
+        case .new, .connecting, .handshaking: abandon()
         case .open, .closing: close(ClientError(.shutdown, "the client was shut down", requestMaybeSent: true))
         }
     }
@@ -198,6 +228,9 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
             return
         case .connecting:
             finishConnect(writable: w || r, hangup: h)
+        case .handshaking:
+            if w && wantWrite { process() }
+            if (r || h) && phase == .handshaking { readable() }
         case .open, .closing:
             if h { peerHangup = true }
             if w && wantWrite { process() }
@@ -214,6 +247,10 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
             return
         case .connecting:
             if now >= connectDeadline { connectFailed("did not connect within \(config.connectTimeout) s") }
+        case .handshaking:
+            if let tls, tls.handshakeTimedOut(after: config.connectTimeout, now: now) {
+                handshakeFailed("did not finish within \(config.connectTimeout) s")
+            }
         case .open, .closing:
             guard let engine else { return }
             if engine.inFlight > 0 {
@@ -246,17 +283,66 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     }
 
     private func connected() {
+        lastActivity = Clock.monotonicNanos()
+        guard let tlsContext else {
+            startEngine(http2: config.protocolVersion == .h2c)
+            return process()
+        }
+        phase = .handshaking
+        do {
+            tls = try TLSEngine(client: tlsContext, serverName: serverName, resuming: owner?.tlsSession(for: address))
+        } catch {
+            return handshakeFailed(error.message)
+        }
+        process() // sends the ClientHello
+    }
+
+    private func startEngine(http2: Bool) {
         phase = .open
         lastActivity = Clock.monotonicNanos()
-        engine = makeEngine()
+        engine = makeEngine(http2: http2)
         needsPull = true
-        process()
     }
 
     private func connectFailed(_ reason: String) {
-        guard phase == .new || phase == .connecting else { return }
+        connectFailed(ClientError(.connectFailed, "connect to \(address.text): \(reason)"))
+    }
+
+    private func connectFailed(_ error: ClientError) {
+        guard phase == .new || phase == .connecting || phase == .handshaking else { return }
         releaseSocket()
-        owner?.connectFailed(self, ClientError(.connectFailed, "connect to \(address.text): \(reason)"))
+        tls = nil
+        owner?.connectFailed(self, error)
+    }
+
+    /// The TLS handshake failed: what the engine still holds (often an alert telling the server
+    /// why) goes out best effort, then the connect counts as failed.
+    private func handshakeFailed(_ reason: String) {
+        sendFinalCiphertext()
+        connectFailed(ClientError(.tlsFailed, "TLS handshake with \(serverName) (\(address.text)): \(reason)"))
+    }
+
+    /// One non-blocking send of what the TLS engine holds (an alert, close_notify), when
+    /// nothing else is queued before it; the socket is about to close, so a full buffer just
+    /// means the peer does not hear it.
+    private func sendFinalCiphertext() {
+        guard let tls, fd >= 0, out.isEmpty, sendError == nil else { return }
+        let bytes = tls.drainCiphertext()
+        guard !bytes.isEmpty else { return }
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+    }
+
+    private func tlsEstablished(_ h: TLSHandshake) {
+        owner?.tlsHandshakeCompleted(self, h)
+        startEngine(http2: config.protocolVersion == .h2c && h.alpn == "h2")
+    }
+
+    /// Hands the TLS session to the owner for the next connection (once per connection, after
+    /// the first response: TLS 1.3 tickets arrive after the handshake, before any response).
+    private func keepTLSSession() {
+        guard !tlsSessionKept, let tls, tls.handshake != nil, let session = tls.resumableSession() else { return }
+        tlsSessionKept = true
+        owner?.keepTLSSession(session, for: address)
     }
 
     /// Closes without telling the owner (it dropped this connection already).
@@ -264,6 +350,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
         releaseSocket()
         engine = nil
         h1 = nil
+        tls = nil
     }
 
     private func releaseSocket() {
@@ -281,6 +368,11 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     /// Runs after every event: pull requests while there is capacity, write, act on the
     /// engine's state.
     private func process() {
+        if phase == .handshaking {
+            flush()
+            if let e = sendError { handshakeFailed("sending: \(e)") }
+            return
+        }
         guard phase == .open || phase == .closing, let engine else { return }
         if earlyResponse {
             return close(ClientError(.connectionClosed, "closed after an early response", requestMaybeSent: true))
@@ -300,6 +392,9 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
             lastCapacity = engine.capacity
         }
         flush()
+        if let e = tlsWriteError {
+            return close(ClientError(.tlsFailed, "TLS with \(address.text): \(e.message)", requestMaybeSent: true))
+        }
         if let e = sendError {
             // The server went away while we wrote; what it answered before is still readable.
             _ = readInput(stopOnState: false)
@@ -339,6 +434,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
         case .success:
             completed += 1
             lastActivity = Clock.monotonicNanos()
+            keepTLSSession()
             // HTTP/1.1 answered while part of its request was still unsent: the stream state is
             // unknown (the engine dropped its own unsent part; this is ours).
             if h1 != nil && !out.isEmpty {
@@ -370,16 +466,16 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     // MARK: reading
 
     private func readable() {
-        guard phase == .open || phase == .closing else { return }
+        guard phase == .handshaking || phase == .open || phase == .closing else { return }
         let drained = readInput(stopOnState: true)
         process()
-        if !drained && (phase == .open || phase == .closing) { scheduleRead() }
+        if !drained && (phase == .handshaking || phase == .open || phase == .closing) { scheduleRead() }
     }
 
     /// Reads until `EAGAIN` within the budget, feeding the engine. EOF or an error closes the
     /// connection. Returns whether nothing more is waiting (no read needs scheduling).
     private func readInput(stopOnState: Bool) -> Bool {
-        guard phase == .open || phase == .closing, let engine else { return true }
+        guard phase == .handshaking || phase == .open || phase == .closing else { return true }
         let buffer = loop.readBuffer
         var budget = config.readBudget
         while budget > 0 {
@@ -394,19 +490,54 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
             case .wouldBlock:
                 return true
             case .done(0):
-                close(ClientError(.connectionClosed, "\(address.text) closed the connection", requestMaybeSent: true))
+                if phase == .handshaking {
+                    handshakeFailed("the server closed the connection during the handshake")
+                } else {
+                    close(ClientError(.connectionClosed, "\(address.text) closed the connection", requestMaybeSent: true))
+                }
                 return true
             case .done(let n):
                 budget -= n
                 bytesReceived &+= UInt64(n)
                 lastActivity = Clock.monotonicNanos()
-                let state = engine.receive(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                let state = receive(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                if phase == .closed { return true }
                 if stopOnState && state != .open { return true }
                 // Edge-triggered: a short read emptied the socket; later bytes raise a new edge.
                 if n < buffer.count && !peerHangup { return true }
             }
         }
         return false
+    }
+
+    /// Bytes from the socket: to the HTTP engine, through the TLS engine when there is one.
+    private func receive(_ bytes: UnsafeRawBufferPointer) -> ClientEngineState {
+        guard let tls else { return engine?.receive(bytes) ?? .closeNow }
+        var plaintext: [UInt8] = []
+        var failure: TLSError?
+        var closeNotify = false
+        for event in tls.feed(bytes, plaintext: &plaintext) {
+            switch event {
+            case .handshakeCompleted(let h): tlsEstablished(h)
+            case .closeNotifyReceived: closeNotify = true
+            case .failed(let e): failure = e
+            }
+        }
+        var state = engine?.state ?? .open
+        if let engine, !plaintext.isEmpty { state = plaintext.withUnsafeBytes { engine.receive($0) } }
+        if let failure {
+            if phase == .handshaking { handshakeFailed(failure.message) } else {
+                sendFinalCiphertext()
+                close(ClientError(.tlsFailed, "TLS with \(address.text): \(failure.message)", requestMaybeSent: true))
+            }
+            return .closeNow
+        }
+        if closeNotify {
+            // The server sends nothing more (like EOF, but a clean end of the TLS stream).
+            close(ClientError(.connectionClosed, "\(address.text) closed the connection", requestMaybeSent: true))
+            return .closeNow
+        }
+        return state
     }
 
     /// Runs `readable` in a later block (edge-triggered: no new edge for bytes already waiting).
@@ -422,17 +553,35 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
 
     // MARK: writing
 
-    private var hasUnsentOutput: Bool { !out.isEmpty || (engine?.hasPendingOutput ?? false) }
+    private var hasUnsentOutput: Bool {
+        !out.isEmpty || (engine?.hasPendingOutput ?? false) || (tls?.hasPendingCiphertext ?? false)
+    }
 
     /// Writes pending output until done or the socket is full (then EPOLLOUT calls `process`).
+    /// Over TLS the engine's output is encrypted on the way (`tlsChunk` at a time).
     private func flush() {
-        guard let engine, sendError == nil, phase == .open || phase == .closing else { return }
+        guard sendError == nil, phase == .handshaking || phase == .open || phase == .closing else { return }
+        let engine = self.engine, tls = self.tls
+        guard engine != nil || tls != nil else { return }
+        var tlsError: TLSError?
+        defer { if let tlsError { tlsWriteError = tlsError } }
         do {
             let allSent = try out.send(to: fd, refill: { dest in
-                engine.drainOutput(into: &dest, limit: Self.drainLimit)
+                guard let tls else {
+                    engine?.drainOutput(into: &dest, limit: Self.drainLimit)
+                    return
+                }
+                if let engine, tlsError == nil, tls.state == .established {
+                    var plaintext: [UInt8] = []
+                    engine.drainOutput(into: &plaintext, limit: Self.tlsChunk)
+                    if !plaintext.isEmpty {
+                        do throws(TLSError) { try tls.write(plaintext) } catch { tlsError = error }
+                    }
+                }
+                tls.drainCiphertext(into: &dest, limit: Self.drainLimit)
             }, sent: { _ in
                 lastActivity = Clock.monotonicNanos()
-                if responseClock == 0 && engine.inFlight > 0 { responseClock = lastActivity }
+                if responseClock == 0, let engine, engine.inFlight > 0 { responseClock = lastActivity }
             })
             wantWrite = !allSent
         } catch {
@@ -447,7 +596,13 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     /// (failing or retrying what is in flight), then tells the owner.
     private func close(_ error: ClientError) {
         guard phase == .open || phase == .closing else { return }
+        if let tls, case .established = tls.state {
+            keepTLSSession()
+            tls.close()
+            sendFinalCiphertext() // close_notify
+        }
         releaseSocket()
+        tls = nil
         let e = engine
         engine = nil
         h1 = nil

@@ -1,4 +1,5 @@
 import Dispatch
+import TLS
 
 /// An outbound request. `path` includes the query. `Host`, `Content-Length` and `Connection`
 /// are added by the client engine; `headers` carries the rest.
@@ -45,6 +46,9 @@ public struct ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case protocolError = "protocol_error"
         /// The client was shut down before the request completed.
         case shutdown
+        /// The TLS handshake failed (certificate not accepted, no common protocol, the server
+        /// refused our certificate …) or the TLS stream broke; the message says why.
+        case tlsFailed = "tls_failed"
     }
     public var code: Code
     public var message: String
@@ -66,31 +70,47 @@ public enum ClientProtocol: String, Sendable, Hashable, CaseIterable {
     /// HTTP/1.1 with a keep-alive connection pool (`poolSize` connections per address).
     case http1 = "http1"
     /// HTTP/2 over cleartext with prior knowledge: one connection per address, many streams.
+    /// Over TLS (`https`): HTTP/2 when the server chooses `h2` by ALPN, else HTTP/1.1.
     case h2c = "h2c"
+
+    /// The ALPN list a TLS client offers for this setting: `h2` and `http/1.1` for HTTP/2,
+    /// only `http/1.1` otherwise (so a server that prefers h2 still answers HTTP/1.1).
+    public var alpnOffer: [String] {
+        self == .h2c ? ["h2", "http/1.1"] : ["http/1.1"]
+    }
 }
 
-/// A backend address parsed from a URL: `http://host:port/path` (`https` is refused until TLS
-/// exists). IPv6 literals in brackets. Default port 80.
+/// A backend address parsed from a URL: `http://host:port/path` or `https://…` (TLS). IPv6
+/// literals in brackets. Default port 80, or 443 for https.
 public struct ClientEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
     /// Path (and query) of the URL, "/" when absent.
     public var path: String
+    /// `https`: the connection speaks TLS (the client's `tls` context, or the system roots).
+    public var tls: Bool
 
-    public init(host: String, port: Int, path: String = "/") {
+    public init(host: String, port: Int, path: String = "/", tls: Bool = false) {
         self.host = host
         self.port = port
         self.path = path
+        self.tls = tls
     }
 
-    /// Parses an `http://` URL; throws a message a person can act on.
+    public var scheme: String { tls ? "https" : "http" }
+    var defaultPort: Int { tls ? 443 : 80 }
+
+    /// Parses an `http://` or `https://` URL; throws a message a person can act on.
     public init(url: String) throws(ClientError) {
         let parts = url.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
         guard parts.count == 2 else {
-            throw ClientError(.protocolError, "'\(url)' is not a URL: expected http://HOST[:PORT]/PATH")
+            throw ClientError(.protocolError, "'\(url)' is not a URL: expected http(s)://HOST[:PORT]/PATH")
         }
-        guard parts[0].lowercased() == "http" else {
-            throw ClientError(.protocolError, "'\(url)': only http:// is supported (TLS comes with the TLS issue)")
+        let tls: Bool
+        switch parts[0].lowercased() {
+        case "http": tls = false
+        case "https": tls = true
+        default: throw ClientError(.protocolError, "'\(url)': only http:// and https:// are supported")
         }
         let rest = parts[1]
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
@@ -98,7 +118,7 @@ public struct ClientEndpoint: Sendable, Hashable, CustomStringConvertible {
         let path = rest[slash...].isEmpty ? "/" : String(rest[slash...])
         if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
         var host: Substring
-        var port = 80
+        var port = tls ? 443 : 80
         if authority.hasPrefix("[") {
             guard let close = authority.firstIndex(of: "]") else {
                 throw ClientError(.protocolError, "'\(url)': unterminated IPv6 literal")
@@ -123,16 +143,16 @@ public struct ClientEndpoint: Sendable, Hashable, CustomStringConvertible {
             host = authority
         }
         guard !host.isEmpty else { throw ClientError(.protocolError, "'\(url)': no host") }
-        self.init(host: String(host), port: port, path: path)
+        self.init(host: String(host), port: port, path: path, tls: tls)
     }
 
     /// The value of the `Host` header / `:authority`.
     public var authority: String {
         let h = host.contains(":") ? "[\(host)]" : host
-        return port == 80 ? h : "\(h):\(port)"
+        return port == defaultPort ? h : "\(h):\(port)"
     }
 
-    public var description: String { "http://\(authority)\(path)" }
+    public var description: String { "\(scheme)://\(authority)\(path)" }
 
     /// Whether the host is a loopback name or address (compression is off by default there).
     public var isLoopback: Bool {
@@ -143,6 +163,14 @@ public struct ClientEndpoint: Sendable, Hashable, CustomStringConvertible {
 /// Limits and tuning of `HTTPClient`; every field has a documented default.
 public struct HTTPClientConfiguration: Sendable {
     public var protocolVersion: ClientProtocol = .http1
+    /// The TLS client context for `https` endpoints (trust, client certificate, ALPN — build
+    /// it with `alpn: protocolVersion.alpnOffer`). nil: the system CA roots, no client
+    /// certificate. Ignored for `http` endpoints. The TLS handshake must finish within
+    /// `connectTimeout` too.
+    public var tls: TLSContext?
+    /// The name the server's certificate must carry, also sent as SNI (default: the
+    /// endpoint's host; an IP address is checked against the certificate's IP SANs).
+    public var tlsServerName: String?
     /// HTTP/1.1 keep-alive connections per resolved address (default 4). h2c uses one
     /// connection per address and up to `maxConcurrentStreams` streams on it.
     public var poolSize: Int = 4

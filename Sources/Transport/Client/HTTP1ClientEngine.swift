@@ -267,9 +267,10 @@ package final class HTTP1ClientEngine: ClientEngine {
     /// Returns the offset just past it, or nil (more bytes needed, or failed).
     private func scanHead(_ p: UnsafeRawBufferPointer, from start: Int) -> Int? {
         let n = p.count
-        if headScanned == 0 {
-            // Fail fast on something that is not an HTTP/1 response at all.
-            let prefix: StaticString = "HTTP/1."
+        // Fail fast on something that is not an HTTP/1 response at all (checked again until the
+        // whole prefix has arrived: a first read may end inside it).
+        let prefix: StaticString = "HTTP/1."
+        if headScanned < prefix.utf8CodeUnitCount {
             for k in 0..<min(n - start, prefix.utf8CodeUnitCount) where p[start + k] != prefix.utf8Start[k] {
                 let line = string(p, start, min(n, start + 40))
                 fail("malformed status line '\(line)' (expected HTTP/1.x)")

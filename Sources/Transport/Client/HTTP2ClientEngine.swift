@@ -80,12 +80,15 @@ package final class HTTP2ClientEngine: ClientEngine, NGHTTP2SessionOwner {
     private var failed = false
     /// `connectionEnded` was called: the engine is finished.
     private var ended = false
+    private let scheme: String
 
     /// A client session whose preface (magic, SETTINGS with the configured stream window and
     /// push disabled, connection WINDOW_UPDATE) is pending output as soon as this returns.
     /// `queue` is the connection's: every later call must come from it. The initializer itself
-    /// may run anywhere (no one else holds the engine yet).
-    package init(configuration: HTTPClientConfiguration, queue: DispatchQueue) {
+    /// may run anywhere (no one else holds the engine yet). `scheme` is every request's
+    /// `:scheme` (`https` over TLS).
+    package init(configuration: HTTPClientConfiguration, queue: DispatchQueue, scheme: String = "http") {
+        self.scheme = scheme
         var c = configuration
         c.maxConcurrentStreams = min(max(c.maxConcurrentStreams, 1), Int(Int32.max))
         c.maxResponseBytes = max(c.maxResponseBytes, 0)
@@ -124,7 +127,7 @@ package final class HTTP2ClientEngine: ClientEngine, NGHTTP2SessionOwner {
         let isHead = request.method == "HEAD"
         var fields = NGHTTP2HeaderList()
         fields.append(":method", request.method)
-        fields.append(":scheme", "http")
+        fields.append(":scheme", scheme)
         fields.append(":authority", authority)
         fields.append(":path", request.path.isEmpty ? "/" : request.path)
         for (name, value) in request.headers {

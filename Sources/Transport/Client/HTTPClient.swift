@@ -3,6 +3,7 @@ import Dispatch
 import DequeModule
 import Logging
 import Synchronization
+import TLS
 
 /// The outbound HTTP client for one backend endpoint: a keep-alive pool (HTTP/1.1) or one
 /// multiplexed connection per address (h2c), on the event loops of a shared group.
@@ -23,7 +24,13 @@ import Synchronization
 /// - a request on a kept-alive connection that ends before any byte of its response (the
 ///   server closed it just before our write) is sent again once, on a fresh connection;
 /// - when no address can be connected (and no connection is left), the waiting requests fail
-///   with `.connectFailed` (`.resolveFailed` if the name never resolved), so callers back off.
+///   with `.connectFailed` (`.resolveFailed` if the name never resolved), so callers back off;
+/// - `https`: every connection speaks TLS with `configuration.tls` (default: the system CA
+///   roots), verifying the host name and sending it as SNI; a failed handshake is a failed
+///   connect (`.tlsFailed`, its reason logged once until a handshake succeeds again); the last
+///   TLS session of each address is resumed by the next connection there; with `h2c`
+///   configured, HTTP/2 is used where the server chooses `h2` by ALPN, else HTTP/1.1 with
+///   the HTTP/1.1 pool size.
 ///
 /// Pool mechanics: the pool state sits behind one mutex; connections *pull* requests (on their
 /// own queue, where the engine's capacity is known) whenever they have capacity, and the pool
@@ -37,6 +44,10 @@ public final class HTTPClient: Sendable {
     private let resolver: Resolver
     private let isNumericHost: Bool
     private let state: Mutex<PoolState>
+    /// `https` endpoints: the TLS client context (the configured one or the system roots).
+    private let tlsContext: TLSContext?
+    /// Why no TLS context could be made (only when the default one fails): every send fails.
+    private let tlsSetupError: ClientError?
 
     private struct Entry {
         let connection: ClientConnection
@@ -68,6 +79,14 @@ public final class HTTPClient: Sendable {
         var lastError: ClientError?
         var opened = 0
         var retried = 0
+        /// Whether connections speak HTTP/2 (the configuration; over TLS the server's ALPN choice).
+        var http2: Bool
+        /// TLS: the last resumable session per address.
+        var sessions: [ResolvedAddress: TLSSession] = [:]
+        var handshakes = 0
+        var resumed = 0
+        /// The last TLS failure logged; the same one is not logged again until a handshake works.
+        var loggedTLSFailure: String?
     }
 
     private enum Action {
@@ -95,7 +114,23 @@ public final class HTTPClient: Sendable {
         self.group = group
         self.logger = logger
         self.resolver = resolver
-        var s = PoolState()
+        var tlsSetupError: ClientError?
+        if endpoint.tls {
+            if let given = configuration.tls {
+                tlsContext = given
+            } else {
+                do {
+                    tlsContext = try TLSContext(.client(alpn: configuration.protocolVersion.alpnOffer))
+                } catch {
+                    tlsContext = nil
+                    tlsSetupError = ClientError(.tlsFailed, "no TLS context for \(endpoint): \(error.message)")
+                }
+            }
+        } else {
+            tlsContext = nil
+        }
+        self.tlsSetupError = tlsSetupError
+        var s = PoolState(http2: configuration.protocolVersion == .h2c)
         if let numeric = ResolvedAddress.numeric(host: endpoint.host, port: endpoint.port) {
             isNumericHost = true
             s.addresses = [AddressState(address: numeric)]
@@ -115,6 +150,7 @@ public final class HTTPClient: Sendable {
 
     /// Sends `request` to the backend; `completion` runs exactly once.
     public func send(_ request: ClientRequest, completion: @escaping @Sendable (Result<ClientResponse, ClientError>) -> Void) {
+        if let tlsSetupError { return completion(.failure(tlsSetupError)) }
         let p = PendingRequest(request: request, completion: completion)
         let now = Clock.monotonicNanos()
         let actions: [Action]? = state.withLock { s in
@@ -162,15 +198,19 @@ public final class HTTPClient: Sendable {
     package var retriedRequests: Int { state.withLock { $0.retried } }
     /// Requests waiting for a connection.
     package var waitingRequests: Int { state.withLock { $0.waiting.count + $0.retries.count } }
+    /// TLS handshakes completed, and how many of them resumed a session.
+    package var tlsHandshakes: (completed: Int, resumed: Int) { state.withLock { ($0.handshakes, $0.resumed) } }
+    /// Whether connections speak HTTP/2 now (over TLS: what the server chose).
+    package var speaksHTTP2: Bool { state.withLock { $0.http2 } }
 
     // MARK: pool logic (under the lock)
 
-    private var perConnection: Int {
-        configuration.protocolVersion == .h2c ? max(1, configuration.maxConcurrentStreams) : 1
+    private func connectionCapacity(_ s: PoolState) -> Int {
+        s.http2 ? max(1, configuration.maxConcurrentStreams) : 1
     }
 
-    private var perAddress: Int {
-        configuration.protocolVersion == .h2c ? 1 : max(1, configuration.poolSize)
+    private func addressLimit(_ s: PoolState) -> Int {
+        s.http2 ? 1 : max(1, configuration.poolSize)
     }
 
     private func maybeResolve(_ s: inout PoolState, now: UInt64, force: Bool) -> [Action] {
@@ -190,6 +230,7 @@ public final class HTTPClient: Sendable {
             return failAll(&s, s.lastError ?? ClientError(.resolveFailed, "'\(endpoint.host)' has no address"))
         }
         var actions: [Action] = []
+        let perConnection = connectionCapacity(s)
         let demand = s.waiting.count + s.retries.count
         var supply = 0
         for e in s.entries.values where !e.retired {
@@ -231,6 +272,7 @@ public final class HTTPClient: Sendable {
     private func openConnection(_ s: inout PoolState, now: UInt64, allowFallback: Bool, extra: Int) -> ClientConnection? {
         let n = s.addresses.count
         guard n > 0 else { return nil }
+        let perAddress = addressLimit(s)
         var counts = [Int](repeating: 0, count: n)
         var total = 0
         for e in s.entries.values where !e.retired {
@@ -250,7 +292,7 @@ public final class HTTPClient: Sendable {
         guard let i = best else { return nil }
         s.nextAddress = (i + 1) % n
         let c = ClientConnection(address: s.addresses[i].address, authority: endpoint.authority, loop: group.nextLoop(),
-                                 config: configuration, owner: self)
+                                 config: configuration, tls: tlsContext, serverName: configuration.tlsServerName ?? endpoint.host, owner: self)
         s.entries[ObjectIdentifier(c)] = Entry(connection: c, address: s.addresses[i].address)
         s.opened += 1
         return c
@@ -302,6 +344,7 @@ public final class HTTPClient: Sendable {
                 s.addresses = list.map { a in old.first { $0.address == a } ?? AddressState(address: a) }
                 if s.nextAddress >= list.count { s.nextAddress = 0 }
                 if changed {
+                    s.sessions = s.sessions.filter { list.contains($0.key) }
                     for (id, e) in s.entries where !e.retired && !list.contains(e.address) {
                         s.entries[id]!.retired = true
                         actions.append(.retire(e.connection))
@@ -356,7 +399,18 @@ extension HTTPClient: ClientConnectionOwner {
             guard s.entries.removeValue(forKey: ObjectIdentifier(connection)) != nil, !s.shutDown else { return [] }
             var actions: [Action] = []
             s.lastError = error
-            if let i = s.addresses.firstIndex(where: { $0.address == connection.address }) {
+            if error.code == .tlsFailed {
+                // A handshake that fails once fails every time (a certificate, a name, a CA):
+                // say why once, not on every retry.
+                if s.loggedTLSFailure != error.message {
+                    s.loggedTLSFailure = error.message
+                    actions.append(.log(.warning, "TLS handshake with backend failed", [
+                        "client.backend": "\(endpoint)", "client.address": "\(connection.address.text)", "error": "\(error)"]))
+                }
+                if let i = s.addresses.firstIndex(where: { $0.address == connection.address }) {
+                    s.addresses[i].failedUntil = now + nanos(configuration.failedAddressDelay)
+                }
+            } else if let i = s.addresses.firstIndex(where: { $0.address == connection.address }) {
                 if s.addresses[i].failedUntil <= now {
                     actions.append(.log(.warning, "cannot connect to backend address", [
                         "client.backend": "\(endpoint)", "client.address": "\(connection.address.text)", "error": "\(error)"]))
@@ -378,6 +432,33 @@ extension HTTPClient: ClientConnectionOwner {
         let actions: [Action] = state.withLock { s in
             guard s.entries.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return [] }
             return rebalance(&s, now: now, allowFallback: true)
+        }
+        perform(actions)
+    }
+
+    func tlsSession(for address: ResolvedAddress) -> TLSSession? {
+        state.withLock { $0.sessions[address] }
+    }
+
+    func keepTLSSession(_ session: TLSSession, for address: ResolvedAddress) {
+        state.withLock { $0.sessions[address] = session }
+    }
+
+    func tlsHandshakeCompleted(_ connection: ClientConnection, _ handshake: TLSHandshake) {
+        let now = Clock.monotonicNanos()
+        let actions: [Action] = state.withLock { s in
+            s.handshakes += 1
+            if handshake.resumed { s.resumed += 1 }
+            s.loggedTLSFailure = nil
+            guard configuration.protocolVersion == .h2c else { return [] }
+            let h2 = handshake.alpn == "h2"
+            guard h2 != s.http2 else { return [] }
+            s.http2 = h2
+            let message = h2 ? "backend speaks HTTP/2 again (ALPN h2)"
+                             : "backend did not choose h2 by ALPN: using HTTP/1.1 and its connection pool"
+            // The pool's sizes changed (one HTTP/2 connection vs poolSize HTTP/1.1 ones).
+            return [.log(.info, message, ["client.backend": "\(endpoint)", "client.alpn": "\(handshake.alpn ?? "none")"])]
+                + rebalance(&s, now: now, allowFallback: true)
         }
         perform(actions)
     }
