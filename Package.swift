@@ -60,8 +60,9 @@ let package = Package(
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
         .target(name: "Relay", dependencies: [
-            "Basics", "CShims", "Spans", "Codecs", "Routing", "Buffering", "Transport", "TLS",
+            "Basics", "CShims", "Spans", "Codecs", "Routing", "Buffering", "Transport", "TLS", "COpenSSL",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "tracerelay", dependencies: [

@@ -23,6 +23,10 @@ public struct IngestConfiguration: Sendable {
     public var peers = PeerIdentityMap()
     /// Listeners that verify client certificates (`tls.clientCA`) while `peers` has rules.
     public var identityListeners: Set<String> = []
+    /// The tokens of the listeners with `auth:`, by listener name (Auth/): there a span-carrying
+    /// request without a valid token gets 401, and a token pinned to a zone or region pins its
+    /// spans like a `peers` rule. Empty: no listener asks for a token (the default).
+    public var tokens: [String: ListenerTokens] = [:]
     /// Datadog agent version we claim in `/info` and the `Datadog-Agent-Version` header.
     public var datadogAgentVersion = "7.52.0"
     /// The `rate_by_service` answer of the Datadog backend a batch routes to (the backend's
@@ -216,6 +220,9 @@ public struct IngestEndpoints: Sendable {
             let stats = self.stats, forward = configuration.datadogStats
             router.register(method, "/v0.6/stats") { req, respond in
                 // Client-computed stats: the agent answers 200 with "OK"; we forward to the Datadog backend.
+                if case .failure(let r) = authenticate(req, datadog: true) {
+                    return refuse(r, req, format: "datadog_stats", datadog: true, endpoint: "datadog stats", respond)
+                }
                 stats.record("datadog_stats", listener: req.listener) { $0.requests += 1; $0.bytes += req.body.count }
                 forward?(req)
                 respond(HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("OK".utf8)))
@@ -266,20 +273,25 @@ public struct IngestEndpoints: Sendable {
             return
         }
         if let r = identityRefusal(req) { return refuse(r, req, decoder, endpoint, respond) }
+        let token: IngestTokens.Entry?
+        switch authenticate(req, datadog: decoder.isDatadog) {
+        case .success(let t): token = t
+        case .failure(let r): return refuse(r, req, decoder, endpoint, respond)
+        }
         let encoding = req.headers["content-encoding"]
         let compressed = ContentDecoding.isEncoded(encoding)
         let size = req.body.count
         if compressed ? size <= configuration.offloadCompressedBytes : size <= configuration.offloadPlainBytes {
             // The common case: small enough to decode on the loop without holding it up.
             switch prepare(req, decoder, endpoint: endpoint, encoding: encoding, compressed: compressed,
-                           inlineCap: compressed ? configuration.offloadCompressedBytes : nil) {
+                           inlineCap: compressed ? configuration.offloadCompressedBytes : nil, token: token) {
             case .offload: break  // inflates past the inline cap: the pool does it
             case .refused(let r): return refuse(r, req, decoder, endpoint, respond)
             case .decoded(let batch, let reservation): return deliver(batch, reservation, req, decoder, endpoint: endpoint, respond)
             }
         }
         let accepted = configuration.decodePool.submit { [self] in
-            switch prepare(req, decoder, endpoint: endpoint, encoding: encoding, compressed: compressed, inlineCap: nil) {
+            switch prepare(req, decoder, endpoint: endpoint, encoding: encoding, compressed: compressed, inlineCap: nil, token: token) {
             case .offload: break  // only inline attempts offload
             case .refused(let r): refuse(r, req, decoder, endpoint, respond)
             case .decoded(let batch, let reservation): deliver(batch, reservation, req, decoder, endpoint: endpoint, respond)
@@ -293,22 +305,6 @@ public struct IngestEndpoints: Sendable {
     /// Estimated bytes one decoded span holds (the span, its share of tags, array slack).
     static let bytesPerSpan = 2 * MemoryLayout<Span>.stride + 64
 
-    /// Why a request is refused before its batch reaches the consumer.
-    struct Refusal: Error {
-        var status: Int
-        var code: String
-        var message: String
-        var retryAfter: Int? = nil
-        /// Spans known to be in the request (for the drop count of a Datadog 200).
-        var spans = 0
-
-        static func overloaded(_ message: String) -> Refusal {
-            Refusal(status: 503, code: "overloaded", message: message, retryAfter: 1)
-        }
-        var isOverload: Bool { code == "overloaded" }
-        var isTooManySpans: Bool { code == "too_many_spans" }
-    }
-
     enum Prepared {
         case decoded(SpanBatch, MemoryReservation)
         case refused(Refusal)
@@ -318,7 +314,9 @@ public struct IngestEndpoints: Sendable {
 
     /// Content-decodes and decodes the body within the memory budget and the span cap. With
     /// `inlineCap` (on a loop) a compressed body that inflates past it answers `.offload`.
-    func prepare(_ req: HTTPRequest, _ decoder: Decoder, endpoint: String, encoding: String?, compressed: Bool, inlineCap: Int?) -> Prepared {
+    /// `token`: what the request authenticated with (its pin and tags apply).
+    func prepare(_ req: HTTPRequest, _ decoder: Decoder, endpoint: String, encoding: String?, compressed: Bool, inlineCap: Int?,
+                 token: IngestTokens.Entry? = nil) -> Prepared {
         let maxSpans = max(0, configuration.maxSpansPerRequest)
         let minSpan = decoder.minimumSpanBytes
         // A body up to this size cannot hold more than maxSpans spans: no need to count.
@@ -379,8 +377,8 @@ public struct IngestEndpoints: Sendable {
         }
         var metadata = BatchMetadata(format: decoder.format, listener: req.listener, receivedAtNanos: Clock.wallNanos())
         let peer = peerEntry(req)
-        metadata.requestTags = requestTags(req, peer: peer)
-        metadata.pinnedRegion = peer?.region
+        metadata.requestTags = requestTags(req, peer: peer, token: token)
+        metadata.pinnedRegion = peer?.region ?? token?.region
         if decoder.isDatadog {
             if let n = req.headers["x-datadog-trace-count"].flatMap({ Int($0.trimmingOWS()) }) { metadata.declaredTraceCount = n }
             for f in req.headers where Self.forwardedDatadogHeaders.contains(where: { HTTPHeaders.sameName($0, f.name) }) {
@@ -399,26 +397,8 @@ public struct IngestEndpoints: Sendable {
         return .decoded(batch, reservation)
     }
 
-    /// Answers a refused request and counts it. Datadog tracers that do not ask for real
-    /// statuses get the agent's 200 for a request it would drop (too many spans, overload).
-    private func refuse(_ r: Refusal, _ req: HTTPRequest, _ decoder: Decoder, _ endpoint: String, _ respond: @escaping @Sendable (HTTPResponse) -> Void) {
-        let hideFromTracer = decoder.isDatadog && (r.isOverload || r.isTooManySpans) && req.headers["datadog-send-real-http-status"] == nil
-        stats.record(decoder.format.rawValue, listener: req.listener) {
-            $0.requests += 1
-            $0.rejectedRequests += 1
-            $0.refused[r.code, default: 0] += 1
-            if r.isOverload { $0.overloaded += 1 }
-            if r.isTooManySpans { $0.tooManySpans += 1 }
-            if hideFromTracer { $0.droppedSpans += r.spans }
-        }
-        configuration.refusalLog?.refused(code: r.code, status: r.status, message: r.message, listener: req.listener, format: decoder.format.rawValue)
-        if hideFromTracer { return respond(datadogOK(nil, endpoint)) }
-        let retry = r.retryAfter.map { [("Retry-After", String($0))] } ?? []
-        respond(.error(r.status, code: r.code, message: r.message, headers: retry))
-    }
-
     /// The agent's success answer: "OK" on v0.3, else `rate_by_service` (the backend's, when the batch routes to one).
-    private func datadogOK(_ batch: SpanBatch?, _ endpoint: String) -> HTTPResponse {
+    func datadogOK(_ batch: SpanBatch?, _ endpoint: String) -> HTTPResponse {
         // The agent answers "OK" on v0.3 only, rates on v0.4+ whatever the encoding.
         if endpoint == "datadog v0.3" { return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("OK".utf8)) }
         let answer = batch.flatMap { configuration.datadogRates?($0) } ?? "{\"rate_by_service\":{\"service:,env:\":1}}"
@@ -486,11 +466,13 @@ public struct IngestEndpoints: Sendable {
                        message: "the client certificate (\(names.isEmpty ? peer.commonName ?? "no SAN" : names)) matches no rule of `peers`: this relay does not know which zone it may send spans for")
     }
 
-    /// The listener's static tags, then (from a trusted upstream relay only) `X-Tracerelay-Tags: k=v,k2=v2`,
-    /// then the zone of the client's certificate identity (`peers`) when no earlier source named
-    /// one; an earlier source keeps its value when both name a key.
-    func requestTags(_ req: HTTPRequest, peer: PeerIdentityMap.Entry? = nil) -> [(key: String, value: String)] {
+    /// The listener's static tags, then the request token's `tags`, then (from a trusted upstream
+    /// relay only) `X-Tracerelay-Tags: k=v,k2=v2`, then the zone of the client's certificate
+    /// identity (`peers`) or token when no earlier source named one; an earlier source keeps its
+    /// value when both name a key.
+    func requestTags(_ req: HTTPRequest, peer: PeerIdentityMap.Entry? = nil, token: IngestTokens.Entry? = nil) -> [(key: String, value: String)] {
         var tags = configuration.listenerTags[req.listener] ?? []
+        for t in token?.rule.tags ?? [] where !tags.contains(where: { $0.key == t.key }) { tags.append((t.key, t.value)) }
         // On a listener that pins identities only a client with a known certificate is trusted.
         let trusted = configuration.trustedListeners.contains(req.listener)
             && (peer != nil || !configuration.identityListeners.contains(req.listener))
@@ -498,7 +480,7 @@ public struct IngestEndpoints: Sendable {
         if trusted, let header = req.headers[TracerelayTagsHeader.name], let upstream = TracerelayTagsHeader.parse(header) {
             for t in upstream where !tags.contains(where: { $0.key == t.key }) { tags.append((t.key, t.value)) }
         }
-        if let zone = peer?.rule.zone, !tags.contains(where: { Self.zoneKeys.contains($0.key) || $0.key == "region" }) {
+        if let zone = peer?.rule.zone ?? token?.rule.zone, !tags.contains(where: { Self.zoneKeys.contains($0.key) || $0.key == "region" }) {
             tags.append(("kuma.io/zone", zone))
         }
         return tags

@@ -10,11 +10,14 @@ public struct ListenerSettings: Hashable, Sendable {
     public var tags: [TagPair]
     /// HTTPS (and HTTP/2 over TLS) instead of plain HTTP/h2c; nil = plain.
     public var tls: ListenerTLSSettings?
-    public init(name: String, address: String, tags: [TagPair] = [], tls: ListenerTLSSettings? = nil) {
+    /// Tokens its clients must present (Auth/, docs/ingest-auth.md); nil = none asked (the default).
+    public var auth: ListenerAuthSettings?
+    public init(name: String, address: String, tags: [TagPair] = [], tls: ListenerTLSSettings? = nil, auth: ListenerAuthSettings? = nil) {
         self.name = name
         self.address = address
         self.tags = tags
         self.tls = tls
+        self.auth = auth
     }
 }
 
@@ -74,7 +77,8 @@ public struct RelayDocument: Hashable, Sendable {
                 let name = l["name"]?.nonEmptyString() ?? "listener-\(i)"
                 let tags = l["tags"]?.stringPairs() ?? []
                 let tls = l["tls"]?.map().flatMap { ListenerTLSSettings.read($0) }
-                if let address { listeners.append(ListenerSettings(name: name, address: address, tags: tags, tls: tls)) }
+                let auth = l["auth"]?.map().flatMap { ListenerAuthSettings.read($0) }
+                if let address { listeners.append(ListenerSettings(name: name, address: address, tags: tags, tls: tls, auth: auth)) }
                 l.finish()
             }
         }

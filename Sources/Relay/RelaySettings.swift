@@ -49,7 +49,7 @@ extension RelayService.Settings {
         if let d = o.spillDirectory { spill.directory = d }
         if o.listen.isEmpty {
             listeners = []
-            for l in config.listeners {
+            for (i, l) in config.listeners.enumerated() {
                 guard l.name != ListenerRouter.adminName else {
                     throw RelayStartError(message: "listener name '\(l.name)' is reserved for the admin listener; rename it")
                 }
@@ -59,6 +59,8 @@ extension RelayService.Settings {
                 if !l.tags.isEmpty { ingest.listenerTags[l.name] = l.tags.map { ($0.key, $0.value) } }
                 try listeners[listeners.count - 1].tls = Self.listenerTLS(l.tls, listener: "listener \(l.name)")
                 if l.tls?.clientCA != nil && !config.peers.isEmpty { ingest.identityListeners.insert(l.name) }
+                ingest.tokens[l.name] = try Self.listenerTokens(l.auth, field: "listeners[\(i)].auth.tokensFile", table: table,
+                                                                zoneRegions: file.routing.zoneRegions)
             }
             if config.trustUpstreamTags { ingest.trustedListeners = Set(config.listeners.map(\.name)) }
         } else {
@@ -76,6 +78,8 @@ extension RelayService.Settings {
                 let tls = o.tls ?? (i < config.listeners.count ? config.listeners[i].tls : nil)
                 try listeners[listeners.count - 1].tls = Self.listenerTLS(tls, listener: "--listen \(text)")
                 if tls?.clientCA != nil && !config.peers.isEmpty { ingest.identityListeners.insert(name) }
+                ingest.tokens[name] = try Self.listenerTokens(i < config.listeners.count ? config.listeners[i].auth : nil,
+                                                              field: "listeners[\(i)].auth.tokensFile", table: table, zoneRegions: file.routing.zoneRegions)
             }
         }
         listenerTLS = Dictionary(uniqueKeysWithValues: listeners.compactMap { l in l.tls.map { (l.name, $0) } })

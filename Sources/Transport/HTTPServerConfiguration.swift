@@ -50,9 +50,11 @@ public struct HTTPServerConfiguration: Sendable {
     public var readBudget: Int = 512 * 1024
     /// HTTP/1.1 requests started on one connection per turn of its event loop before it yields to
     /// the loop's other connections (fairness: 512 KiB of tiny pipelined requests is thousands of
-    /// requests, seconds of a loop's time). Default 8: in the hostile mix's "noread" probe (200
-    /// connections pipelining POSTs) a well-behaved client's p99 was 140 ms with 64 and 16 ms with 8.
-    public var maxRequestsPerTurn: Int = 8
+    /// requests, seconds of a loop's time). Default 2: in the hostile mix's "noread" probe (200
+    /// connections pipelining POSTs) a well-behaved client's p99 was 140 ms with 64 and 16 ms with
+    /// 8; with 50 connections pipelining without reading (Tests/e2e/test_hostile_h1.py, debug
+    /// build) it kept 0.54 of its rate with 8 and 0.91 with 2.
+    public var maxRequestsPerTurn: Int = 2
     /// Connections accepted per listener readiness event before yielding. Default 64.
     public var acceptBudget: Int = 64
     /// Pause before accepting again after running out of file descriptors (EMFILE/ENFILE),

@@ -26,25 +26,26 @@ struct CheckCommand: ParsableCommand {
             for issue in error.issues { printError("  " + issue.description) }
             throw ExitCode(1)
         }
-        // Listener TLS files and `peers` rules are checked the way `serve` checks them.
-        do { _ = try RelayService.Settings(file: parsed, table: table, overrides: RelayOverrides()) } catch {
+        // Listener TLS files, tokens files and `peers` rules are checked the way `serve` checks them.
+        let settings: RelayService.Settings
+        do { settings = try RelayService.Settings(file: parsed, table: table, overrides: RelayOverrides()) } catch {
             printError("\(config): invalid configuration: \(error)")
             throw ExitCode(1)
         }
-        print(renderCheck(table, relay: parsed.relay, path: config))
+        print(renderCheck(table, relay: parsed.relay, path: config, tokens: settings.ingest.tokens))
         if strict, !table.warnings.isEmpty { throw ExitCode(1) }
     }
 }
 
 /// The `check` report: relay settings, backends, regions, routing rows, warnings.
-func renderCheck(_ t: RoutingTable, relay r: RelayDocument, path: String) -> String {
+func renderCheck(_ t: RoutingTable, relay r: RelayDocument, path: String, tokens: [String: ListenerTokens] = [:]) -> String {
     let c = t.config
     var out: [String] = []
     out.append("\(path): OK" + (t.warnings.isEmpty ? "" : " (\(t.warnings.count) warning\(t.warnings.count == 1 ? "" : "s"))"))
     let listeners: [String] = r.listeners.map { l in
         let tags = l.tags.isEmpty ? "" : " [" + l.tags.map(\.description).joined(separator: ",") + "]"
         let tls = l.tls.map { $0.clientCA == nil ? " (https)" : $0.requireClientCertificate ? " (https, client certificate required)" : " (https, client certificate optional)" } ?? ""
-        return l.name + "@" + l.address + tls + tags
+        return l.name + "@" + l.address + tls + (l.auth == nil ? "" : " (token required)") + tags
     }
     out.append("relay: region \(c.region ?? "(none)"), admin \(r.adminAddress), listeners " + listeners.joined(separator: ", ")
                + (r.trustUpstreamTags ? ", trusts X-Tracerelay-Tags" : ""))
@@ -73,6 +74,16 @@ func renderCheck(_ t: RoutingTable, relay r: RelayDocument, path: String) -> Str
                    + "; other regions refused as spans_refused_total{reason=\"identity\"}, unmatched certificates get 403):")
         out += table([["MATCH", "ZONE", "REGION"]] + r.peers.map { p in
             [p.match, p.zone ?? "-", p.zone.map { c.zoneRegions[$0] ?? "?" } ?? (p.region ?? "-")]
+        })
+    }
+    for l in r.listeners {
+        // Names, zones and regions only: never a token or its digest.
+        guard let set = tokens[l.name]?.current else { continue }
+        out.append("")
+        out.append("ingest tokens of listener \(l.name) (\(set.path); `Authorization: Bearer`, or `DD-Api-Key` on Datadog endpoints; "
+                   + "none or a wrong one gets 401; a pinned token's other regions are refused as spans_refused_total{reason=\"identity\"}):")
+        out += set.entries.isEmpty ? ["  (no tokens: every request is refused)"] : table([["NAME", "ZONE", "REGION", "TAGS"]] + set.entries.map { e in
+            [e.rule.name, e.rule.zone ?? "-", e.region ?? "any", e.rule.tags.isEmpty ? "-" : e.rule.tags.map(\.description).joined(separator: ",")]
         })
     }
     out.append("")

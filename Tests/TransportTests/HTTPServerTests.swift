@@ -206,7 +206,9 @@ import Testing
 
     @Test(arguments: HTTPEventMode.allCases) func peerVanishingWhileWeWriteDoesNotKillTheProcess(mode: HTTPEventMode) throws {
         // Large responses to a client that closed: send() fails with EPIPE/ECONNRESET, which
-        // must neither raise SIGPIPE nor disturb other connections.
+        // must neither raise SIGPIPE nor disturb other connections. A connection that stopped
+        // reading and writing (backlogged, its next pipelined request waiting for a turn) when
+        // the peer's RST came is closed too (its pending SO_ERROR, checked on the timer).
         let big = ClosureHandler { _, respond in respond(HTTPResponse(status: 200, body: [UInt8](repeating: 0x61, count: 2_000_000))) }
         try Self.withServer(mode: mode, handler: big) { server, port in
             for _ in 0..<3 {

@@ -47,6 +47,9 @@ final class EngineHarness {
 
     init(handler: any HTTPHandler, configure: (inout HTTPServerConfiguration) -> Void = { _ in }) {
         var c = HTTPServerConfiguration()
+        // The harness has no event loop to give the engine new turns: tests of the per-turn
+        // limit set it themselves.
+        c.maxRequestsPerTurn = 1_000
         configure(&c)
         let ctx = context
         engine = ctx.run { HTTP1Engine(context: ctx, handler: handler, configuration: c) }

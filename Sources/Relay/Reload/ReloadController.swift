@@ -22,8 +22,9 @@ import Transport
 ///   reopened there and drained to the old target. Batches that were being enqueued to it at
 ///   that instant get a retryable 503 (never a lost span).
 /// Listeners' TLS certificates and keys are read again and used for new connections (open ones
-/// keep theirs). Other listener settings, the admin address and spill settings are not changed:
-/// the summary says a restart is needed. Reloads run one at a time on their own queue, never on a network loop.
+/// keep theirs); listeners' ingest tokens are read again and apply from the next request. Other
+/// listener settings, the admin address and spill settings are not changed: the summary says a
+/// restart is needed. Reloads run one at a time on their own queue, never on a network loop.
 final class ReloadController: Sendable {
     private let router: RoutingConsumer
     private let registry: BackendRegistry
@@ -93,6 +94,14 @@ final class ReloadController: Sendable {
             tls.replace(fresh.current)
             summary.certificatesReloaded.append(name)
         }
+        // Ingest tokens (Auth/): read and checked with `next` too; a listener that keeps asking
+        // for tokens accepts the new file's from the next request on (revoked ones get 401).
+        for (name, tokens) in settings.ingest.tokens.sorted(by: { $0.key < $1.key }) {
+            guard let fresh = next.ingest.tokens[name]?.current else { continue }
+            tokens.replace(fresh)
+            summary.tokensReloaded.append(name)
+            logger.notice("ingest tokens reloaded", metadata: ["listener": "\(name)", "tokens.file": "\(fresh.path)", "tokens.count": "\(fresh.entries.count)"])
+        }
         summary.warnings = table.warnings.map(\.description)
         for w in summary.warnings { logger.warning("config", metadata: ["issue": "\(w)"]) }
         let number = generation
@@ -114,7 +123,7 @@ final class ReloadController: Sendable {
         let tlsShape = { (s: RelayService.Settings) in s.listeners.map { $0.tls != nil } }
         if plain(next) != plain(settings) || tags(next) != tags(settings) || next.ingest.trustedListeners != settings.ingest.trustedListeners
             || tlsShape(next) != tlsShape(settings) || next.ingest.identityListeners != settings.ingest.identityListeners
-            || next.ingest.peers != settings.ingest.peers {
+            || next.ingest.peers != settings.ingest.peers || Set(next.ingest.tokens.keys) != Set(settings.ingest.tokens.keys) {
             out.append("listener changes need a restart")
         }
         if settings.admin != nil, next.admin != settings.admin { out.append("admin address changes need a restart") }

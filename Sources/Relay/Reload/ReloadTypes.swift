@@ -49,6 +49,8 @@ public struct ReloadSummary: Sendable, Equatable {
     public var warnings: [String] = []
     /// Listeners whose TLS certificate and key were read again (new connections use them).
     public var certificatesReloaded: [String] = []
+    /// Listeners whose ingest tokens file was read again (it applies from the next request).
+    public var tokensReloaded: [String] = []
 
     public var isEmpty: Bool { added.isEmpty && removed.isEmpty && changed.isEmpty && kindChanged.isEmpty }
 
@@ -58,6 +60,7 @@ public struct ReloadSummary: Sendable, Equatable {
         let parts = [part("added", added), part("removed", removed), part("changed", changed), part("kind changed", kindChanged)].compactMap { $0 }
         var s = parts.isEmpty ? "no backend changed" : "backends " + parts.joined(separator: "; ")
         if !certificatesReloaded.isEmpty { s += "; TLS certificates reloaded for \(certificatesReloaded.joined(separator: ","))" }
+        if !tokensReloaded.isEmpty { s += "; ingest tokens reloaded for \(tokensReloaded.joined(separator: ","))" }
         if !restartNeeded.isEmpty { s += "; " + restartNeeded.joined(separator: "; ") }
         return s
     }
@@ -85,7 +88,7 @@ public struct ReloadRecord: Sendable, Equatable {
             out += ",\"backends\":{\"added\":\(list(s.added)),\"removed\":\(list(s.removed)),\"changed\":\(list(s.changed)),"
                 + "\"sender_replaced\":\(list(s.senderReplaced)),\"kind_changed\":\(list(s.kindChanged)),\"unchanged\":\(list(s.unchanged))},"
                 + "\"restart_needed\":\(list(s.restartNeeded)),\"warnings\":\(list(s.warnings)),"
-                + "\"certificates_reloaded\":\(list(s.certificatesReloaded))"
+                + "\"certificates_reloaded\":\(list(s.certificatesReloaded)),\"tokens_reloaded\":\(list(s.tokensReloaded))"
         }
         return out + "}"
     }

@@ -22,12 +22,12 @@ public struct HTTP2Configuration: Sendable {
     /// `BodyBudget` applies on top (over it: REFUSED_STREAM). Default 64 MiB.
     public var maxBufferedBodyBytes: Int = 64 << 20
     /// SETTINGS_MAX_HEADER_LIST_SIZE (names + values + 32 bytes per field); a larger header
-    /// block gets 431. Past twice this the stream is reset at once and the rest of the block
-    /// is decoded without being looked at (HPACK lets a small block name a 4 KB table entry
-    /// thousands of times). Default 64 KiB.
+    /// block gets 431. Past twice this (or trailers past it) the connection ends with GOAWAY
+    /// `ENHANCE_YOUR_CALM`: HPACK lets a small block name a 4 KB table entry thousands of times,
+    /// and nghttp2 would decode the rest of a reset stream's block anyway. Default 64 KiB.
     public var maxHeaderListBytes: Int = 64 << 10
     /// Most header fields in one header block (request headers or trailers); past it the
-    /// block is treated like one over `maxHeaderListBytes` (431, reset past twice this).
+    /// block is treated like one over `maxHeaderListBytes` (431, GOAWAY past twice this).
     /// Default 100, as `HTTPServerConfiguration.maxHeaderCount`.
     public var maxHeaderFields: Int = 100
     /// Header bytes (counted as for `maxHeaderListBytes`) one connection may make us decode

@@ -51,8 +51,12 @@ extension HTTP2ServerEngine {
         if overLimit {
             // A block a little over the limits still gets its 431 (answered when it ends; the
             // fields are no longer looked at). At twice the limits the peer is not mistaken but
-            // hostile: reset the stream now. The 431 cannot come first: nghttp2 marks the stream
-            // closing as soon as we return and drops HEADERS queued for it.
+            // hostile, and trailers over the limits cannot be answered (nghttp2 marks the stream
+            // closing as soon as we return): the connection ends (GOAWAY ENHANCE_YOUR_CALM).
+            // Resetting only the stream is not enough: nghttp2 must still decode the rest of the
+            // block to keep its HPACK table, without calling back, so a block of 16,000
+            // references to one 4 KB entry (20 KB on the wire, 64 MB decoded) would cost the
+            // loop ~50 ms, uncounted.
             if trailer || stream.blockBytes > 2 * configuration.maxHeaderListBytes
                 || stream.blockFields > 2 * configuration.maxHeaderFields {
                 if stream.phase == .receiving {
@@ -61,7 +65,7 @@ extension HTTP2ServerEngine {
                     stream.headers = []
                     stream.phase = .answered
                 }
-                return .resetStream
+                return .goaway
             }
             stream.headersTooLarge = true
             stream.headers = []

@@ -19,8 +19,9 @@ private import CNghttp2
 /// drop the answer. Bad bytes end in GOAWAY and `.closeAfterFlush`, never in a trap.
 ///
 /// Hostile peers: a header block past the limits gets 431; at twice the limits (or any trailer
-/// block past them) its stream is reset from inside the header callback, so nghttp2 decodes
-/// the rest of the block without handing it to us; the header bytes (each field weighing at
+/// block past them) the connection ends from inside the header callback (GOAWAY
+/// `ENHANCE_YOUR_CALM`: a reset stream's block would still be decoded by nghttp2, uncounted);
+/// the header bytes (each field weighing at
 /// least 32) a connection makes us decode per second are bounded (GOAWAY
 /// `ENHANCE_YOUR_CALM`); a body arriving slower than `minBodyRate` gets 408, and a connection
 /// with nothing going on but PINGs is closed after `idleTimeout`. These clocks are checked
