@@ -32,6 +32,8 @@ public final class RoutingStats: Sendable {
 struct BackendTarget: Sendable {
     let encoder: BackendEncoder
     let queue: BackendQueue
+    /// Set for a backend with one queue per endpoint: its spans are split by its ring.
+    var shards: ShardedBackend? = nil
 }
 
 /// One routing configuration as the routing stage runs it: the table, where each backend's
@@ -142,31 +144,38 @@ public final class RoutingConsumer: SpanConsumer {
             // Regions come from span tags: escaped like every value from the wire.
             logger.debug("spans refused", metadata: ["refused": "\(routes.refused.map { "\($0.reason.rawValue)/\($0.region)/\($0.backend)=\($0.count)" })"])
         }
-        var work: [(BackendTarget, Record)] = []
+        var work: [(BackendQueue, Record)] = []
+        // Rings the records were split by: kept until enqueued (an endpoint that left is drained
+        // only once no batch can add to its queue).
+        var rings: [ShardSnapshot] = []
         for (b, list) in routes.perBackend.enumerated() where !list.isEmpty {
             guard let t = g.targets[b] else { continue }
-            work.append((t, t.encoder.encode(batch, routed: list, table: table)))
+            if let shards = t.shards {
+                rings.append(shards.split(batch, routed: list, table: table, encoder: t.encoder, into: &work))
+                continue
+            }
+            work.append((t.queue, t.encoder.encode(batch, routed: list, table: table)))
         }
-        guard let capture else { return withExtendedLifetime(g) { Self.enqueue(work, completion: completion) } }
+        guard let capture else { return withExtendedLifetime((g, rings)) { Self.enqueue(work, completion: completion) } }
         let work2 = work
-        capture.consume(batch) { r in
+        capture.consume(batch) { [rings] r in
             if case .failure = r { return completion(r) }
-            withExtendedLifetime(g) { Self.enqueue(work2, completion: completion) }
+            withExtendedLifetime((g, rings)) { Self.enqueue(work2, completion: completion) }
         }
     }
 
     /// Enqueues every record; `completion` runs once all queues answered: success when all took
     /// their record, else the first refusal (a client retry may then duplicate spans in the
     /// queues that took theirs: delivery is at least once).
-    static func enqueue(_ work: [(BackendTarget, Record)], completion: @escaping @Sendable (Result<Void, ConsumeError>) -> Void) {
+    static func enqueue(_ work: [(BackendQueue, Record)], completion: @escaping @Sendable (Result<Void, ConsumeError>) -> Void) {
         if work.isEmpty { return completion(.success(())) }
         if work.count == 1 {
-            work[0].0.queue.enqueue(work[0].1) { r in completion(r.mapError(consumeError)) }
+            work[0].0.enqueue(work[0].1) { r in completion(r.mapError(consumeError)) }
             return
         }
         let join = Join(count: work.count, completion: completion)
-        for (t, record) in work {
-            t.queue.enqueue(record) { r in join.done(r.mapError(consumeError)) }
+        for (queue, record) in work {
+            queue.enqueue(record) { r in join.done(r.mapError(consumeError)) }
         }
     }
 

@@ -39,7 +39,7 @@ extension DocumentParser {
         switch kind {
         case .zipkin, .tracerelay:
             if let conf {
-                backend.url = conf.required("url", "the collector's URL")?.nonEmptyString()
+                backend.url = hasEndpointList(conf) ? conf["url"]?.nonEmptyString() : conf.required("url", "the collector's URL")?.nonEmptyString()
                 backend.traceId128bit = conf["traceId128bit"]?.bool() ?? false
                 if let v = conf["apiVersion"], let s = v.string() {
                     if ["httpJson", "httpProto", "httpJsonV1"].contains(s) { backend.apiVersion = s }
@@ -54,8 +54,10 @@ extension DocumentParser {
             }
         case .datadog:
             if let conf {
-                backend.address = conf.required("address", "the Datadog agent's address")?.nonEmptyString()
-                backend.port = conf.required("port", "the Datadog agent's port")?.int(in: 1...65535)
+                if !hasEndpointList(conf) {
+                    backend.address = conf.required("address", "the Datadog agent's address")?.nonEmptyString()
+                    backend.port = conf.required("port", "the Datadog agent's port")?.int(in: 1...65535)
+                }
                 backend.splitService = conf["splitService"]?.bool() ?? false
             } else {
                 b.sink.add(.error, .missingField, b.path.isEmpty ? "conf" : b.path + ".conf", b.line, "missing required field 'conf' with 'address' and 'port'")
@@ -70,15 +72,7 @@ extension DocumentParser {
                 b.sink.add(.error, .missingField, b.path.isEmpty ? "conf" : b.path + ".conf", b.line, "missing required field 'conf' with 'path'")
             }
         }
-        if kind == .tracerelay, let conf {
-            for item in conf["urls"]?.list() ?? [] {
-                guard let u = item.nonEmptyString() else { continue }
-                if u.hasPrefix("http://") || u.hasPrefix("https://") { backend.urls.append(u) }
-                else { item.error(.invalidValue, "expected an http:// URL, got '\(u)'") }
-            }
-            if let u = backend.url, !backend.urls.contains(u) { backend.urls.insert(u, at: 0) }
-            if backend.url == nil, let first = backend.urls.first { backend.url = first }
-        }
+        if let conf { parseEndpoints(conf, into: &backend) }
         if let conf { backend.tls = parseBackendTLS(conf, backend) }
         conf?.finish()
         if let e = b["export"]?.map() { backend.export = parseExport(e) }

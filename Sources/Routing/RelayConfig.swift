@@ -49,6 +49,8 @@ public struct BackendConfig: Hashable, Sendable {
     public var maxFileBytes: Int = 64 << 20
     /// How the exporter talks to this backend (`export:`, tracerelay's extension).
     public var export = ExportOptions()
+    /// Resolved endpoints and the routing key (`conf.resolver`, `conf.routingKey`; BackendEndpointsConfig.swift).
+    public var endpoints = EndpointsOptions()
     /// TLS to an https backend (`conf.tls`; BackendTLSConfig.swift). nil: none given.
     public var tls: BackendTLSConfig?
     /// Where it was defined, e.g. `Mesh 'default'`; for messages.

@@ -14,6 +14,8 @@ public final class RelayMetrics: Sendable {
     /// Scrapes are serialized: counters are reset and set from the snapshot within one scrape.
     private let scrape = Mutex(())
     public let http: HTTPInstruments
+    /// The rings of backends with several endpoints (set by the backend registry; ScaleOut/).
+    let shardFigures = Mutex<@Sendable () -> [ShardFigures]>({ [] })
 
     /// Buckets of the export latency histogram, seconds (send to answer of one batch): 1 ms … 60 s.
     static let exportBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
@@ -139,6 +141,14 @@ public final class RelayMetrics: Sendable {
             counter("tracerelay_queue_write_errors_total", "Spill writes that failed.", l, b.queue.writeErrors)
         }
 
+        for f in shardFigures.withLock({ $0 })() {
+            let l = [("backend", f.backend)]
+            gauge("tracerelay_backend_endpoints", "Endpoints in the consistent-hash ring of a backend with several endpoints.", l, Double(f.endpoints.count))
+            counter("tracerelay_backend_ring_changes_total", "Changes of a backend's endpoint set (resolver answers that differed).", l, f.ringChanges)
+            counter("tracerelay_backend_spans_rerouted_total",
+                    "Spans moved from the queue of an endpoint that left (or of the backend's holding queue) to the endpoints of the new ring.", l, f.reroutedSpans)
+        }
+
         for r in http.responses() {
             counter("tracerelay_http_responses_total", "HTTP responses by listener and status code.", [("listener", r.listener), ("code", r.code)], r.count)
         }
@@ -162,4 +172,13 @@ public final class RelayMetrics: Sendable {
         }
         return out
     }
+}
+
+/// One sharded backend's ring as `/metrics` shows it: the endpoints in it, how often it changed,
+/// how many spans were rerouted after changes.
+struct ShardFigures: Sendable {
+    var backend: String
+    var endpoints: [String]
+    var ringChanges: Int
+    var reroutedSpans: Int
 }

@@ -17,7 +17,12 @@ final class BackendRegistry: Sendable {
         /// The generation whose reload retired it (0 while live): a drain started for an
         /// older retirement (the backend was configured again meanwhile) is called off.
         var retiredAt = 0
+        /// Set for backends with one queue per endpoint (ScaleOut/); `exporter` is then its
+        /// holding exporter.
+        var shards: ShardedBackend? = nil
         var queue: BackendQueue { exporter.backendQueue }
+        /// Its exporters: one, or a sharded backend's holding, endpoint and rerouting ones.
+        var exporters: [BackendExporter] { shards?.exporters ?? [exporter] }
     }
 
     private struct State {
@@ -42,6 +47,14 @@ final class BackendRegistry: Sendable {
         self.group = group
         self.metrics = metrics
         self.logger = logger
+        metrics.shardFigures.withLock {
+            $0 = { [weak self] in
+                (self?.live.values.compactMap(\.shards) ?? []).map { s in
+                    let f = s.figures
+                    return ShardFigures(backend: s.config.name, endpoints: s.endpoints, ringChanges: f.ringChanges, reroutedSpans: f.reroutedSpans)
+                }
+            }
+        }
     }
 
     /// Backends of these kinds get a queue and an exporter; `log` and `discard` are handled
@@ -55,7 +68,7 @@ final class BackendRegistry: Sendable {
         do {
             for b in table.backends where Self.sends(b.kind) { opened.append(try open(b)) }
         } catch {
-            for e in opened { e.exporter.stop() }
+            for e in opened { for x in e.exporters { x.stop() } }
             throw error
         }
         state.withLock { s in
@@ -71,6 +84,9 @@ final class BackendRegistry: Sendable {
         do {
             if b.kind == .file {
                 return (try FileSender(directory: b.path ?? "tracerelay-spans", maxFileBytes: b.maxFileBytes, logger: logger), nil)
+            }
+            if b.isSharded {
+                throw RelayStartError(message: "it has several endpoints (one queue each): changing its settings needs a restart")
             }
             let h = try HTTPSender(backend: b, group: group, logger: logger)
             return (h, h)
@@ -97,6 +113,10 @@ final class BackendRegistry: Sendable {
 
     /// Queue, sender and exporter of one backend; the exporter is not started.
     func open(_ b: BackendConfig, queueName: String? = nil, stats: BackendStats? = nil) throws(RelayStartError) -> Entry {
+        if b.isSharded && queueName == nil {
+            let shards = try ShardedBackend(b, opener: shardOpener, logger: logger)
+            return Entry(config: b, exporter: shards.holding, http: nil, shards: shards)
+        }
         let queue = try makeQueue(b, queueName: queueName)
         let sender: (any PayloadSender, HTTPSender?)
         do { sender = try makeSender(b) } catch {
@@ -108,19 +128,37 @@ final class BackendRegistry: Sendable {
         return Entry(config: b, exporter: exporter, http: sender.1)
     }
 
+    /// How a sharded backend opens its queues and exporters (ScaleOut/ShardedBackend.swift).
+    private var shardOpener: ShardOpener {
+        let spillDirectory = spill.directory
+        return ShardOpener(
+            queue: { b, name throws(RelayStartError) in try self.makeQueue(b, queueName: name) },
+            sender: { b throws(RelayStartError) in try self.makeSender(b).0 },
+            child: { b, name throws(RelayStartError) in try self.open(b, queueName: name).exporter },
+            rerouter: { b, name, sender, options throws(RelayStartError) in
+                BackendExporter(name: name, backendQueue: try self.makeQueue(b, queueName: name), sender: sender, options: options,
+                                stats: BackendStats(exportLatency: self.metrics.exportLatency(backend: b.name)), logger: self.logger)
+            },
+            stats: { b in BackendStats(exportLatency: self.metrics.exportLatency(backend: b.name)) },
+            leftovers: { name in
+                ((try? PosixFileSystem().listDirectory(spillDirectory)) ?? []).filter { $0.hasPrefix(name + "@") }.sorted()
+            },
+            removeDirectory: { name in removeQueueDirectory(spillDirectory + "/" + name) })
+    }
+
     // MARK: reading
 
     var live: [String: Entry] { state.withLock { $0.live } }
     var draining: [Entry] { state.withLock { $0.draining } }
     /// Every exporter, live and draining (figures, shutdown).
-    var exporters: [BackendExporter] { state.withLock { s in s.live.values.map(\.exporter) + s.draining.map(\.exporter) } }
+    var exporters: [BackendExporter] { state.withLock { s in s.live.values.flatMap(\.exporters) + s.draining.flatMap(\.exporters) } }
     var statsSender: HTTPSender? { state.withLock { $0.statsSender } }
     var isClosed: Bool { state.withLock { $0.closed } }
 
     /// Where each backend of `table` hands its spans (same order), and its Datadog rates.
     func targets(for table: RoutingTable) -> ([BackendTarget?], [DatadogRates?]) {
         let live = self.live
-        let targets = table.backends.map { b in live[b.name].map { BackendTarget(encoder: BackendEncoder(b), queue: $0.queue) } }
+        let targets = table.backends.map { b in live[b.name].map { BackendTarget(encoder: BackendEncoder(b), queue: $0.queue, shards: $0.shards) } }
         return (targets, table.backends.map { live[$0.name]?.http?.rates })
     }
 
@@ -165,7 +203,9 @@ final class BackendRegistry: Sendable {
     func close() -> [BackendExporter] {
         state.withLock { s in
             s.closed = true
-            return s.live.values.map(\.exporter) + s.draining.map(\.exporter)
+            for e in s.live.values { e.shards?.close() }
+            for e in s.draining { e.shards?.close() }
+            return s.live.values.flatMap(\.exporters) + s.draining.flatMap(\.exporters)
         }
     }
 

@@ -137,6 +137,7 @@ final class ReloadController: Sendable {
     static func sameSender(_ a: BackendConfig, _ b: BackendConfig) -> Bool {
         a.kind == b.kind && a.url == b.url && a.urls == b.urls && a.address == b.address && a.port == b.port
             && a.path == b.path && a.maxFileBytes == b.maxFileBytes && a.export == b.export && a.tls == b.tls
+            && a.endpoints == b.endpoints
     }
 
     private static func sameSettings(_ a: BackendConfig, _ b: BackendConfig) -> Bool {
@@ -293,12 +294,21 @@ final class ReloadController: Sendable {
         logger.notice("backend \(reason): it gets no new spans and sends what it holds to its old target",
                       metadata: ["backend": "\(e.exporter.name)", "target": "\(e.config.target)", "records": "\(held.records)"])
         let registry = self.registry, logger = self.logger, queue = self.queue
-        e.exporter.flush(until: deadline, evenWhenDown: true) {
-            queue.async {
+        // A backend with one queue per endpoint drains every one of them (and its holding queue).
+        let group = DispatchGroup()
+        for x in e.exporters {
+            group.enter()
+            x.flush(until: deadline, evenWhenDown: true) { group.leave() }
+        }
+        group.notify(queue: queue) {
+            do {
                 // Taken back by a later reload, or the relay is stopping (shutdown stops it).
                 guard registry.finishDraining(e.exporter) else { return }
-                let left = e.queue.statistics()
-                e.exporter.stop()
+                let left = e.exporters.map { $0.backendQueue.statistics() }.reduce(into: (records: 0, inFlight: 0)) {
+                    $0.records += $1.records; $0.inFlight += $1.inFlight
+                }
+                e.shards?.close()
+                for x in e.exporters { x.stop() }
                 if left.records + left.inFlight > 0 {
                     logger.warning("removed backend could not send everything before the drain limit; the rest stays on disk",
                                    metadata: ["backend": "\(e.exporter.name)", "records": "\(left.records + left.inFlight)",
