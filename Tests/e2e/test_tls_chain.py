@@ -135,3 +135,49 @@ def test_chain_over_mtls_keeps_counts_and_pins(tmp_path):
             r.stop()
         eu_sink.stop()
         us_sink.stop()
+
+
+def test_the_mtls_examples_run_as_a_chain(tmp_path):
+    """examples/chain-*-mtls.yaml with examples/make-test-certs.sh's certificates (moved to this
+    test's directory and free ports): a span sent to the collector reaches the central relay's
+    eu archive over mTLS, and the unnamed us certificate gets 403."""
+    import os
+    import subprocess
+    examples = os.path.join(os.path.dirname(__file__), "../../examples")
+    certs = tmp_path / "tls"
+    subprocess.run([os.path.join(examples, "make-test-certs.sh"), str(certs)], check=True, capture_output=True)
+    cp, ca, rp, ra = free_port(), free_port(), free_port(), free_port()
+    def load(name, replacements):
+        text = open(os.path.join(examples, name)).read().replace("/tmp/tracerelay-tls", str(certs))
+        for a, b in replacements:
+            assert a in text, a
+            text = text.replace(a, b)
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+    central_cfg = load("chain-central-mtls.yaml", [("127.0.0.1:19443", f"127.0.0.1:{cp}"), ("127.0.0.1:19902", f"127.0.0.1:{ca}"),
+                                                   ("/tmp/tracerelay-eu-archive-mtls", str(tmp_path / "archive")),
+                                                   ("/tmp/tracerelay-central-mtls-spill", str(tmp_path / "cspill"))])
+    regional_cfg = load("chain-regional-mtls.yaml", [("localhost:19443", f"localhost:{cp}"), ("127.0.0.1:9411", f"127.0.0.1:{rp}"),
+                                                     ("127.0.0.1:9901", f"127.0.0.1:{ra}"),
+                                                     ("/tmp/tracerelay-regional-mtls-spill", str(tmp_path / "rspill"))])
+    central = Relay(config=str(central_cfg), listen=False, port=cp, admin_port=ca)
+    regional = None
+    try:
+        regional = Relay(config=str(regional_cfg), listen=False, port=rp, admin_port=ra)
+        assert post(regional, [span(i) for i in range(5)]).status_code == 202
+        deadline = time.time() + 15
+        routed = {}
+        while time.time() < deadline:
+            routed = central.status()["routing"]["routed"]
+            if routed.get("eu-archive") == 5:
+                break
+            time.sleep(0.1)
+        assert routed == {"eu-archive": 5}, central.tail()
+        us = requests.post(f"https://localhost:{cp}/api/v2/spans", data="[]", verify=str(certs / "ca.pem"),
+                           cert=(str(certs / "us-east-zone-1.pem"), str(certs / "us-east-zone-1.key")), timeout=10)
+        assert us.status_code == 403 and us.json()["error"] == "unknown_peer"
+    finally:
+        if regional:
+            regional.stop()
+        central.stop()
