@@ -26,10 +26,17 @@ import Synchronization
             config.maxBodyBytes = 512
         }
         let allowUpgrade = control & 0x40 != 0
-        let whole = runRequestParser(input, config: config, allowUpgrade: allowUpgrade, pieces: [input.count])
+        wholeVersusSplit(input, control: control, "request parser") {
+            runRequestParser(input, config: config, allowUpgrade: allowUpgrade, pieces: $0)
+        }
+    }
+
+    /// What a parser reports for `input` fed whole and fed in the pieces `control` picks must agree.
+    private static func wholeVersusSplit(_ input: [UInt8], control: UInt8, _ what: String, _ run: ([Int]) -> [String]) {
+        let whole = run([input.count])
         let cuts = FuzzSplit(seed: control, total: input.count).pieces
-        let split = runRequestParser(input, config: config, allowUpgrade: allowUpgrade, pieces: cuts)
-        fuzzCheck(whole == split, "request parser differs whole vs split \(cuts):\n whole: \(whole)\n split: \(split)")
+        let split = run(cuts)
+        fuzzCheck(whole == split, "\(what) differs whole vs split \(cuts):\n whole: \(whole)\n split: \(split)")
     }
 
     /// Feeds `input` in `pieces` the way HTTP1Engine does (parse when nothing is buffered,
@@ -90,10 +97,9 @@ import Synchronization
             config.maxResponseHeaderCount = 8
         }
         let method = control & 0x80 != 0 ? "HEAD" : "POST"
-        let whole = runResponseParser(input, config: config, method: method, pieces: [input.count])
-        let cuts = FuzzSplit(seed: control, total: input.count).pieces
-        let split = runResponseParser(input, config: config, method: method, pieces: cuts)
-        fuzzCheck(whole == split, "response parser differs whole vs split \(cuts):\n whole: \(whole)\n split: \(split)")
+        wholeVersusSplit(input, control: control, "response parser") {
+            runResponseParser(input, config: config, method: method, pieces: $0)
+        }
     }
 
     private static func runResponseParser(_ input: [UInt8], config: HTTPClientConfiguration, method: String,

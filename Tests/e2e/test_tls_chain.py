@@ -9,7 +9,7 @@ import requests
 
 from conftest import Relay, free_port
 from sinks import ZipkinSink
-from tlscerts import Certs
+from tlscerts import Certs, two_region_routing
 
 EU, US = "zone-eu-1", "zone-us-1"
 FAST = "export: {batchDelay: 20ms, maxBackoff: 1s}"
@@ -35,30 +35,7 @@ peers:
 zoneRegions:
   {EU}: eu-west-1
   {US}: us-east-1
-backends:
-  - name: eu
-    type: zipkin
-    region: eu-west-1
-    {FAST}
-    conf: {{url: "{eu_sink.url}"}}
-  - name: us
-    type: zipkin
-    region: us-east-1
-    {FAST}
-    conf: {{url: "{us_sink.url}"}}
----
-type: Mesh
-name: default
-tracing:
-  defaultBackend: eu
----
-type: TrafficTrace
-name: us-traffic
-mesh: default
-selectors:
-  - match: {{kuma.io/zone: {US}}}
-conf: {{backend: us}}
-"""
+""" + two_region_routing(eu_sink.url, us_sink.url, f"kuma.io/zone: {US}", export=FAST)
 
 
 def regional_config(port, zone, region, central_port, certs, client):

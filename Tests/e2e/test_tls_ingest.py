@@ -18,7 +18,7 @@ import requests
 
 from conftest import Relay, free_port
 from sinks import ZipkinSink
-from tlscerts import Certs
+from tlscerts import Certs, two_region_routing
 
 
 @pytest.fixture(scope="module")
@@ -134,27 +134,6 @@ peers:
 zoneRegions:
   zone-eu-1: eu-west-1
   zone-us-1: us-east-1
-backends:
-  - name: eu
-    type: zipkin
-    region: eu-west-1
-    conf: {{url: "{eu}"}}
-  - name: us
-    type: zipkin
-    region: us-east-1
-    conf: {{url: "{us}"}}
----
-type: Mesh
-name: default
-tracing:
-  defaultBackend: eu
----
-type: TrafficTrace
-name: us-traffic
-mesh: default
-selectors:
-  - match: {{region: us-east-1}}
-conf: {{backend: us}}
 """
 
 
@@ -163,8 +142,8 @@ def pinned(certs, tmp_path_factory):
     eu, us = ZipkinSink(), ZipkinSink()
     port = free_port()
     cfg = tmp_path_factory.mktemp("pinned") / "central.yaml"
-    cfg.write_text(PINNED.format(port=port, cert=certs.server_cert, key=certs.server_key, ca=certs.ca,
-                                 eu=eu.url, us=us.url))
+    cfg.write_text(PINNED.format(port=port, cert=certs.server_cert, key=certs.server_key, ca=certs.ca)
+                   + two_region_routing(eu.url, us.url, "region: us-east-1"))
     check = subprocess.run([os.environ.get("TRACERELAY_BIN", "tracerelay"), "check", "--config", str(cfg)],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr

@@ -49,3 +49,33 @@ class Certs:
         name = f"client-{zone}-{ca}-{days}"
         return self.issue(name, f"/CN={zone} collector", f"subjectAltName=URI:spiffe://default/{zone}/collector",
                           "clientAuth", ca=ca, days=days)
+
+
+def two_region_routing(eu_url, us_url, us_selector, export=""):
+    """The routing part the TLS tests share: backends `eu` (eu-west-1) and `us` (us-east-1) behind
+    Zipkin sinks, the Mesh defaulting to `eu`, and a TrafficTrace sending `us_selector` (a flow
+    mapping's body, e.g. "region: us-east-1") to `us`. `export`: a line of export options."""
+    ex = f"    {export}\n" if export else ""
+    return f"""\
+backends:
+  - name: eu
+    type: zipkin
+    region: eu-west-1
+{ex}    conf: {{url: "{eu_url}"}}
+  - name: us
+    type: zipkin
+    region: us-east-1
+{ex}    conf: {{url: "{us_url}"}}
+---
+type: Mesh
+name: default
+tracing:
+  defaultBackend: eu
+---
+type: TrafficTrace
+name: us-traffic
+mesh: default
+selectors:
+  - match: {{{us_selector}}}
+conf: {{backend: us}}
+"""
