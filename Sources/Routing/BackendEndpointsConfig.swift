@@ -65,6 +65,11 @@ extension BackendConfig {
         b.urls = [url]
         b.address = nil
         b.port = nil
+        // A DNS resolver's endpoints are IP addresses: over TLS the certificate is verified
+        // against (and SNI names) the name that was resolved, e.g. a headless Service's.
+        if case .dns(let hostname, _, _) = endpoints.resolver, b.tls != nil, b.tls?.serverName == nil {
+            b.tls?.serverName = hostname
+        }
         b.endpoints = EndpointsOptions(routingKey: .none)
         return b
     }

@@ -45,6 +45,17 @@ import Testing
         #expect(defaultInterval.endpoints.resolver == .dns(hostname: "h.svc", port: 1, intervalMillis: 10_000))
     }
 
+    /// Over TLS an endpoint a DNS resolver found (an IP address) is verified against the
+    /// resolved name, unless `conf.tls.serverName` says otherwise.
+    @Test func dnsEndpointsOverTLSVerifyTheResolvedName() throws {
+        var b = try relay("{resolver: {dns: {hostname: central-headless.tracing.svc, port: 9411}}}")
+        #expect(b.single(endpoint: "http://10.0.0.7:9411").tls == nil)
+        b.tls = BackendTLSConfig()
+        #expect(b.single(endpoint: "http://10.0.0.7:9411").tls?.serverName == "central-headless.tracing.svc")
+        b.tls?.serverName = "relay.example.com"
+        #expect(b.single(endpoint: "http://10.0.0.7:9411").tls?.serverName == "relay.example.com")
+    }
+
     @Test func mistakesNameTheirPath() {
         let cases: [(String, String, String)] = [
             ("{resolver: {dns: {hostname: h.svc}}}", "backends[0].conf.resolver.dns.port", "missing required field 'port'"),
