@@ -70,7 +70,7 @@ extension BackendConfig {
         if case .dns(let hostname, _, _) = endpoints.resolver, b.tls != nil, b.tls?.serverName == nil {
             b.tls?.serverName = hostname
         }
-        b.endpoints = EndpointsOptions(routingKey: .none)
+        b.endpoints = EndpointsOptions(routingKey: EndpointsOptions.RoutingKey.none)
         return b
     }
 }
