@@ -123,17 +123,10 @@ public struct PeerIdentityMap: Hashable, Sendable {
     init(rules: [PeerRule], routing: RoutingTable, zoneRegions: [String: String]) throws(RelayStartError) {
         for (i, r) in rules.enumerated() {
             let region: String
-            if let z = r.zone {
-                guard let zr = zoneRegions[z] else {
-                    throw RelayStartError(message: "peers[\(i)].zone: zone '\(z)' is not in zoneRegions, so its region is unknown; add it there")
-                }
-                region = zr
-            } else {
-                region = r.region ?? ""
-            }
-            guard routing.regionNames.contains(region) else {
-                let known = routing.regionNames.isEmpty ? "none (no region configured)" : routing.regionNames.joined(separator: ", ")
-                throw RelayStartError(message: "peers[\(i)]: region '\(region)' is not a region of this configuration (known: \(known))")
+            switch pinnedRegion(zone: r.zone, region: r.region ?? "", label: "peers[\(i)]",
+                                regions: routing.regionNames, zoneRegions: zoneRegions) {
+            case .success(let pinned): region = pinned ?? ""
+            case .failure(let e): throw RelayStartError(message: e.message)
             }
             entries.append(Entry(rule: r, region: region))
         }

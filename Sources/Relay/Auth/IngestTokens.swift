@@ -58,18 +58,10 @@ public struct IngestTokens: Hashable, Sendable {
         self.path = path
         var problems: [String] = []
         for (i, r) in rules.enumerated() {
-            var region = r.region
-            if let z = r.zone {
-                region = zoneRegions[z]
-                if region == nil {
-                    problems.append("tokens[\(i)].zone: zone '\(z)' is not in zoneRegions, so its region is unknown; add it there")
-                    continue
-                }
-            }
-            if let region, !regions.contains(region) {
-                let known = regions.isEmpty ? "none (no region configured)" : regions.joined(separator: ", ")
-                problems.append("tokens[\(i)]: region '\(region)' is not a region of this configuration (known: \(known))")
-                continue
+            let region: String?
+            switch pinnedRegion(zone: r.zone, region: r.region, label: "tokens[\(i)]", regions: regions, zoneRegions: zoneRegions) {
+            case .success(let pinned): region = pinned
+            case .failure(let e): problems.append(e.message); continue
             }
             if let j = byDigest[r.digest] {
                 problems.append("tokens[\(i)] (\(r.name)): the same token as tokens[\(j)] (\(rules[j].name)); each client needs its own")

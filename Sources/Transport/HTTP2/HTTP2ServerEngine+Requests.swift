@@ -28,8 +28,9 @@ extension HTTP2ServerEngine {
     }
 
     /// Every header field nghttp2 decodes comes through here, trailers included (counted
-    /// against the limits, otherwise ignored). Over a limit the stream is reset (nghttp2 then
-    /// skips the rest of the block); over the per-connection rate the connection ends.
+    /// against the limits, otherwise ignored). A block just over a limit gets 431 when it ends;
+    /// past twice the limits, trailers past them, or over the per-connection rate, the
+    /// connection ends.
     func header(_ frame: NGHTTP2Frame, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>)
         -> NGHTTP2HeaderVerdict {
         let streamID = frame.streamID

@@ -42,8 +42,6 @@ extension NGHTTP2SessionOwner {
 enum NGHTTP2HeaderVerdict {
     /// Go on.
     case accept
-    /// Reset the stream; nghttp2 decodes the rest of the block without calling back.
-    case resetStream
     /// End the connection with GOAWAY `ENHANCE_YOUR_CALM`.
     case goaway
 }
@@ -94,8 +92,6 @@ enum NGHTTP2Forward {
             switch owner.header(f, name: nghttp2Bytes(name, nameLength), value: nghttp2Bytes(value, valueLength)) {
             case .accept:
                 return 0
-            case .resetStream:
-                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
             case .goaway:
                 _ = nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
                 return nghttp2CallbackFailure
