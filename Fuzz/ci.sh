@@ -34,7 +34,13 @@ for target in $(fuzz_targets); do
     status="FAILED (exit $rc)"
     failed+=("$target")
     echo "---- $target failed; the end of $log:" >&2
-    grep -E 'ERROR|SUMMARY|Fatal error|Test unit written|leak' "$log" | head -20 >&2 || true
+    grep -E 'ERROR|SUMMARY|Fatal error|Test unit written|leak|^ +#[0-9]+ ' "$log" | head -40 >&2 || true
+    # The input itself, so a CI log alone is enough to reproduce (Fuzz/Regressions/README.md).
+    for a in "$logs/$target"-*; do
+      [ -f "$a" ] || continue
+      echo "---- $(basename "$a") ($(wc -c <"$a") bytes; base64, first 4 KiB):" >&2
+      head -c 4096 "$a" | base64 -w 100 >&2
+    done
   fi
   summary+=("$(printf '%-18s %-16s runs=%-9s exec/s=%-7s cov=%-6s ft=%-6s rss=%sMB' \
     "$target" "$status" "${runs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" "${rss:-?}")")

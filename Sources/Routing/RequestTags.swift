@@ -9,13 +9,18 @@ public enum TracerelayTagsHeader {
 
     /// Parses the header value; nil when malformed (a pair without `=`, an empty key, a bad
     /// escape, too many tags). White space (SP, HTAB) around pairs is ignored.
+    /// Works on the UTF-8 bytes, not on Characters: a combining mark right after `,` or `=`
+    /// would otherwise fuse with it into one grapheme and hide the separator.
     public static func parse(_ value: String) -> [TagPair]? {
         var out: [TagPair] = []
-        for part in value.split(separator: ",", omittingEmptySubsequences: true) {
-            let p = part.trimmingOWS()
+        let bytes = Array(value.utf8)
+        for part in bytes.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true) {
+            var p = part[...]
+            while let f = p.first, f == 0x20 || f == 0x09 { p = p.dropFirst() }
+            while let l = p.last, l == 0x20 || l == 0x09 { p = p.dropLast() }
             if p.isEmpty { continue }
-            guard let eq = p.firstIndex(of: "="), let k = decode(p[..<eq]), !k.isEmpty,
-                  let v = decode(p[p.index(after: eq)...]) else { return nil }
+            guard let eq = p.firstIndex(of: UInt8(ascii: "=")), let k = decode(p[..<eq]), !k.isEmpty,
+                  let v = decode(p[(eq + 1)...]) else { return nil }
             out.append(TagPair(k, v))
             if out.count > maxTags { return nil }
         }
@@ -44,20 +49,30 @@ public enum TracerelayTagsHeader {
         return out
     }
 
-    private static func decode(_ s: Substring) -> String? {
-        guard s.contains("%") else { return String(s) }
+    private static func decode(_ s: ArraySlice<UInt8>) -> String? {
         var bytes: [UInt8] = []
-        var it = Array(s.utf8)[...]
-        while let b = it.popFirst() {
+        bytes.reserveCapacity(s.count)
+        var i = s.startIndex
+        while i < s.endIndex {
+            let b = s[i]
             if b == UInt8(ascii: "%") {
-                guard it.count >= 2, it.prefix(2).allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit }),
-                      let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16) else { return nil }
-                it = it.dropFirst(2)
-                bytes.append(v)
+                guard i + 2 < s.endIndex, let hi = hexValue(s[i + 1]), let lo = hexValue(s[i + 2]) else { return nil }
+                bytes.append(hi << 4 | lo)
+                i += 3
             } else {
                 bytes.append(b)
+                i += 1
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ b: UInt8) -> UInt8? {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 }

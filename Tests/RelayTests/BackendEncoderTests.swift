@@ -137,6 +137,9 @@ import Testing
         let m = RecordMeta(format: .datadogV04, traceCount: 70000, groupKey: "A: b\nX-Tracerelay-Tags: k=v")
         #expect(RecordMeta(m.encoded()[...]) == m)
         #expect(m.headers.map(\.value) == ["b", "k=v"])
+        // A value that begins with a combining mark keeps it (": " + U+0301 is one Character).
+        let odd = RecordMeta(format: .zipkinJSON, groupKey: RecordMeta.groupKey([("X-Tracerelay-Tags", "\u{301}k=v")]))
+        #expect(odd.headers.map(\.value) == ["\u{301}k=v"])
         #expect(RecordMeta([9, 0, 0, 0, 0][...]) == nil)
         #expect(RecordMeta([][...]) == nil)
     }

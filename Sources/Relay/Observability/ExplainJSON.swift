@@ -37,15 +37,15 @@ struct RouteQuery: Equatable {
     /// Parses `query`; throws a message naming the parameter that is wrong.
     init(query: String) throws(RouteQueryError) {
         for part in query.split(separator: "&", omittingEmptySubsequences: true) {
-            let eq = part.firstIndex(of: "=")
+            let eq = part.utf8.firstIndex(of: UInt8(ascii: "=")) // bytes: "=" + a combining mark is one Character
             let name = Self.decode(eq.map { part[..<$0] } ?? part[...])
-            let value = eq.map { Self.decode(part[part.index(after: $0)...]) } ?? ""
+            let value = eq.map { Self.decode(part[part.utf8.index(after: $0)...]) } ?? ""
             switch name {
             case "tag", "request_tag":
-                guard let i = value.firstIndex(of: "="), i != value.startIndex else {
+                guard let i = value.utf8.firstIndex(of: UInt8(ascii: "=")), i != value.startIndex else {
                     throw RouteQueryError(message: "\(name) expects key=value, got '\(value)'")
                 }
-                let pair = TagPair(String(value[..<i]), String(value[value.index(after: i)...]))
+                let pair = TagPair(String(value[..<i]), String(value[value.utf8.index(after: i)...]))
                 if name == "tag" { tags.append(pair) } else { requestTags.append(pair) }
             case "trace_id": traceID = value
             case "debug": debug = value == "1" || value == "true" || value.isEmpty

@@ -57,11 +57,13 @@ struct RecordMeta: Equatable, Sendable {
         groupKey = String(decoding: bytes.dropFirst(5), as: UTF8.self)
     }
 
-    /// The group key as header fields.
+    /// The group key as header fields. Split on UTF-8 bytes: a value may begin with a
+    /// combining mark, which would fuse with the space before it into one Character.
     var headers: [(name: String, value: String)] {
-        groupKey.split(separator: "\n").compactMap { line in
-            guard let colon = line.firstIndex(of: ":") else { return nil }
-            return (String(line[..<colon]), String(line[line.index(after: colon)...].drop(while: { $0 == " " })))
+        Array(groupKey.utf8).split(separator: UInt8(ascii: "\n")).compactMap { line in
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+            return (String(decoding: line[..<colon], as: UTF8.self),
+                    String(decoding: line[(colon + 1)...].drop(while: { $0 == 0x20 }), as: UTF8.self))
         }
     }
 
