@@ -36,6 +36,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "CShims", path: "Sources/CShims"),
+        // The TLS engine's two OpenSSL BIOs: ciphertext in without a copy, ciphertext out as a queue.
+        .target(name: "CTLSBIO", dependencies: ["COpenSSL"], path: "Sources/CTLSBIO"),
         // One of each small helper every module needs: clocks, OWS trimming, cold-path JSON quoting.
         .target(name: "Basics"),
 
@@ -53,7 +55,7 @@ let package = Package(
             .product(name: "DequeModule", package: "swift-collections"),
         ]),
         // Sans-IO TLS (OpenSSL 3 with memory BIOs) between the sockets and the HTTP engines (docs/tls.md).
-        .target(name: "TLS", dependencies: ["Basics", "COpenSSL"]),
+        .target(name: "TLS", dependencies: ["Basics", "COpenSSL", "CTLSBIO"]),
         .target(name: "Transport", dependencies: [
             "Basics", "CNghttp2", "CShims", "TLS",
             .product(name: "Logging", package: "swift-log"),

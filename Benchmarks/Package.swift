@@ -70,6 +70,7 @@ let package = Package(
             .product(name: "Codecs", package: "tracerelay"),
             .product(name: "Routing", package: "tracerelay"),
             .product(name: "Spans", package: "tracerelay"),
+            .product(name: "TLS", package: "tracerelay"),
         ], path: "Sources/hotpath"),
         // Our Zipkin JSON decoder vs simdjson, same bytes, same run: prints the ratio.
         .executableTarget(name: "json-reference", dependencies: [

@@ -20,7 +20,7 @@
 #        Benchmarks/instructions.sh update     … and rewrite Thresholds/instructions.tsv
 # Env:   PATHS (default "decode-zipkin-json simdjson-zipkin-json decode-zipkin-proto decode-dd-v04 decode-dd-v05 route
 #        encode-zipkin-json encode-zipkin-proto encode-dd encode-dd-from-zipkin pipeline-zipkin-zipkin
-#        pipeline-datadog-datadog"), ITERATIONS (20), HOTPATH_BIN (skip the build, use this binary),
+#        pipeline-datadog-datadog tls-roundtrip"), ITERATIONS (20), HOTPATH_BIN (skip the build, use this binary),
 #        KEEP_WORK=1 (keep the stripped copies and callgrind.out files, for callgrind_annotate).
 set -euo pipefail
 # Swift seeds its hashing per process; a fixed seed makes paths that hash (v0.5 string tables) repeat exactly.
@@ -33,7 +33,7 @@ TOLERANCE=${TOLERANCE:-3}
 case "$MODE" in print|check|update) ;; *) sed -n '2,25p' "$0" >&2; exit 1 ;; esac
 [[ "$MODE" != check || -f "$BUDGET" ]] || { echo "instructions.sh: no budget at $BUDGET (run: $0 update)" >&2; exit 1; }
 ITERATIONS=${ITERATIONS:-20}
-PATHS=${PATHS:-"decode-zipkin-json simdjson-zipkin-json decode-zipkin-proto decode-dd-v04 decode-dd-v05 route encode-zipkin-json encode-zipkin-proto encode-dd encode-dd-from-zipkin pipeline-zipkin-zipkin pipeline-datadog-datadog"}
+PATHS=${PATHS:-"decode-zipkin-json simdjson-zipkin-json decode-zipkin-proto decode-dd-v04 decode-dd-v05 route encode-zipkin-json encode-zipkin-proto encode-dd encode-dd-from-zipkin pipeline-zipkin-zipkin pipeline-datadog-datadog tls-roundtrip"}
 for tool in valgrind strip ldd; do
     command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is needed (apt-get install valgrind binutils)" >&2; exit 1; }
 done

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Basics
 internal import COpenSSL
+internal import CTLSBIO
 
 /// One TLS connection as a sans-IO state machine: ciphertext from the socket goes in through
 /// `feed`, plaintext comes out (with events: handshake done, close_notify, failure); plaintext
@@ -17,9 +18,9 @@ internal import COpenSSL
 /// deliberately not `Sendable`. OpenSSL's error queue is per thread; every call here clears it
 /// first, so connections sharing a loop thread never see each other's errors.
 ///
-/// Ownership: `ssl` (`SSL *`) is owned and freed in `deinit`; it owns its two memory BIOs
-/// (`rbio`: ciphertext in, `wbio`: ciphertext out), which are only borrowed here. The engine
-/// keeps its `TLSContext` (the `SSL_CTX`) alive.
+/// Ownership: `ssl` (`SSL *`) is owned and freed in `deinit`; it owns its two BIOs (CTLSBIO:
+/// `rbio` reads ciphertext straight from the buffer a feed lends it, `wbio` queues ciphertext
+/// out), which are only borrowed here. The engine keeps its `TLSContext` (the `SSL_CTX`) alive.
 public final class TLSEngine {
     public enum State: Sendable, Equatable {
         /// Before the handshake finished; `write` queues plaintext until it has.
@@ -76,9 +77,9 @@ public final class TLSEngine {
         guard let ssl = SSL_new(context.ctx) else {
             throw TLSError(.configuration, "cannot create a TLS connection: \(OpenSSLErrors.takeMessage(or: "out of memory"))")
         }
-        guard let r = BIO_new(BIO_s_mem()), let w = BIO_new(BIO_s_mem()) else {
+        guard let r = tr_inbio_new(), let w = tr_outbio_new() else {
             SSL_free(ssl) // frees nothing else: the BIOs are not attached yet (one may leak on OOM)
-            throw TLSError(.configuration, "cannot create memory BIOs")
+            throw TLSError(.configuration, "cannot create the TLS connection's BIOs")
         }
         SSL_set_bio(ssl, r, w) // the SSL owns both from here
         self.context = context
@@ -143,15 +144,11 @@ public final class TLSEngine {
     public func feed(_ ciphertext: UnsafeRawBufferPointer, plaintext: inout [UInt8]) -> [TLSEvent] {
         var events: [TLSEvent] = []
         if case .failed = state { return events }
-        var rest = ciphertext
-        while let base = rest.baseAddress, !rest.isEmpty {
-            let n = BIO_write(rbio, base, Int32(min(rest.count, Int(Int32.max))))
-            guard n > 0 else { break } // a memory BIO only refuses when out of memory
-            rest = UnsafeRawBufferPointer(rebasing: rest[Int(n)...])
-        }
-        if state == .handshaking { advanceHandshake(&events) }
-        if handshake != nil && (state == .established || state == .closed) {
-            readPlaintext(into: &plaintext, &events)
+        lend(ciphertext, &events) { events in
+            if state == .handshaking { advanceHandshake(&events) }
+            if handshake != nil && (state == .established || state == .closed) {
+                readPlaintext(into: &plaintext, &events)
+            }
         }
         return events
     }
@@ -166,18 +163,35 @@ public final class TLSEngine {
                      deliver: (UnsafeRawBufferPointer) -> Bool) -> [TLSEvent] {
         var events: [TLSEvent] = []
         if case .failed = state { return events }
-        var rest = ciphertext
-        while let base = rest.baseAddress, !rest.isEmpty {
-            let n = BIO_write(rbio, base, Int32(min(rest.count, Int(Int32.max))))
-            guard n > 0 else { break }
-            rest = UnsafeRawBufferPointer(rebasing: rest[Int(n)...])
+        lend(ciphertext, &events) { events in
+            if state == .handshaking { advanceHandshake(&events) }
+            guard handshake != nil, state == .established || state == .closed, !closeNotifyReceived,
+                  let start = buffer.baseAddress, buffer.count > 0 else { return }
+            decrypt(into: start, count: buffer.count, deliver: deliver, &events)
         }
-        if state == .handshaking { advanceHandshake(&events) }
-        guard handshake != nil, state == .established || state == .closed, !closeNotifyReceived,
-              let start = buffer.baseAddress, buffer.count > 0 else { return events }
+        return events
+    }
+
+    /// Runs `body` while `rbio` reads from `ciphertext` (no copy); what OpenSSL left unread is
+    /// then copied into the BIO for the next feed. OpenSSL's error queue is cleared once here:
+    /// successful calls add nothing to it, and every read loop stops at the first failure.
+    private func lend(_ ciphertext: UnsafeRawBufferPointer, _ events: inout [TLSEvent], _ body: (inout [TLSEvent]) -> Void) {
+        tr_inbio_lend(rbio, ciphertext.baseAddress, ciphertext.count)
+        OpenSSLErrors.clear()
+        body(&events)
+        let rest = tr_inbio_pending(rbio) // what the end of the loan must keep
+        guard tr_inbio_end_loan(rbio) == 0 else { return }
+        if case .failed = state { return }
+        fail(TLSError(.configuration, "out of memory keeping \(rest) bytes of TLS input"), &events)
+    }
+
+    /// Decrypts into `start..<start+count`, handing each full buffer (and the last part) to
+    /// `deliver` until it returns false or OpenSSL wants more input.
+    private func decrypt(into start: UnsafeMutableRawPointer, count: Int, deliver: (UnsafeRawBufferPointer) -> Bool,
+                         _ events: inout [TLSEvent]) {
+        let buffer = UnsafeMutableRawBufferPointer(start: start, count: count)
         var filled = 0
         reading: while true {
-            OpenSSLErrors.clear()
             let n = SSL_read(ssl, start + filled, Int32(min(buffer.count - filled, Int(Int32.max))))
             if n > 0 {
                 filled += Int(n)
@@ -202,7 +216,6 @@ public final class TLSEngine {
             }
         }
         if filled > 0 { _ = deliver(UnsafeRawBufferPointer(start: start, count: filled)) }
-        return events
     }
 
     /// `feed` for byte arrays: returns the plaintext and the events.
@@ -248,8 +261,7 @@ public final class TLSEngine {
     private func readPlaintext(into plaintext: inout [UInt8], _ events: inout [TLSEvent]) {
         guard !closeNotifyReceived else { return }
         withUnsafeTemporaryAllocation(byteCount: Self.readChunk, alignment: 1) { buffer in
-            while true {
-                OpenSSLErrors.clear()
+            while true { // the error queue was cleared by `lend`
                 let n = SSL_read(ssl, buffer.baseAddress, Int32(buffer.count))
                 if n > 0 {
                     plaintext.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<Int(n)]))
@@ -317,20 +329,21 @@ public final class TLSEngine {
     }
 
     /// Bytes waiting to go to the socket.
-    public var pendingCiphertextCount: Int { Int(BIO_ctrl_pending(wbio)) }
+    public var pendingCiphertextCount: Int {
+        var data: UnsafePointer<UInt8>?
+        return tr_outbio_peek(wbio, &data)
+    }
     public var hasPendingCiphertext: Bool { pendingCiphertextCount > 0 }
 
-    /// Moves up to `limit` bytes of ciphertext to the end of `out`; returns how many.
+    /// Moves up to `limit` bytes of ciphertext to the end of `out` (one copy); returns how many.
     @discardableResult
     public func drainCiphertext(into out: inout [UInt8], limit: Int = .max) -> Int {
-        let n = min(pendingCiphertextCount, limit, Int(Int32.max))
-        guard n > 0 else { return 0 }
-        let start = out.count
-        out.append(contentsOf: repeatElement(0, count: n))
-        let got = out.withUnsafeMutableBytes { BIO_read(wbio, $0.baseAddress! + start, Int32(n)) }
-        let kept = max(0, Int(got))
-        if kept < n { out.removeLast(n - kept) }
-        return kept
+        var data: UnsafePointer<UInt8>?
+        let n = min(tr_outbio_peek(wbio, &data), limit)
+        guard n > 0, let data else { return 0 }
+        out.append(contentsOf: UnsafeBufferPointer(start: data, count: n))
+        tr_outbio_consume(wbio, n)
+        return n
     }
 
     /// All pending ciphertext.
