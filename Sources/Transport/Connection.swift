@@ -64,6 +64,8 @@ final class Connection: ConnectionContext, @unchecked Sendable {
     private var phaseStart: UInt64
     private var lastPhase: ReadPhase = .idle
     private var lingerDeadline: UInt64 = 0
+    /// Bytes read and dropped while lingering (bounded by `lingerMaxBytes`).
+    private var lingerDiscarded = 0
     /// Bytes read so far, and the start of the current `minBodyRate` window (time, bytes).
     private var bytesRead: UInt64 = 0
     private var rateWindowStart: UInt64 = 0
@@ -384,7 +386,10 @@ final class Connection: ConnectionContext, @unchecked Sendable {
             switch r {
             case .wouldBlock: return
             case .done(0): return close()
-            case .done(let n): budget -= n
+            case .done(let n):
+                budget -= n
+                lingerDiscarded += n
+                if lingerDiscarded > config.lingerMaxBytes { return close() }
             }
         }
         readiness?.readStoppedEarly() // budget spent before EAGAIN

@@ -73,6 +73,9 @@ public struct HTTPServerConfiguration: Sendable {
     /// discarding what the peer still sends before closing, so it sees our answer instead of
     /// a reset. Seconds. Default 2 s.
     public var lingerTimeout: Double = 2
+    /// …and at most this many bytes (default 1 MiB): a peer that keeps sending after our last
+    /// answer is cut off once it has made us read that much, not only after `lingerTimeout`.
+    public var lingerMaxBytes: Int = 1 << 20
     /// Give each connection its own serial queue (targeting its loop's queue) rather than
     /// running it on the loop's queue directly. Either way a connection's work is serialized
     /// on one loop; the dedicated queue costs one more queue hand-off per event (≈ 5–7 %

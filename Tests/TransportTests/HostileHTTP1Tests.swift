@@ -228,6 +228,36 @@ import Glibc
         }
     }
 
+    // MARK: lingering after the last answer
+
+    @Test(arguments: HTTPEventMode.allCases) func aPeerSendingOnAfterTheLastAnswerIsCutOffByBytes(mode: HTTPEventMode) throws {
+        // After `Connection: close` the server half-closes and reads what the peer still sends,
+        // dropping it, so the peer sees the answer rather than a reset. A peer that never stops
+        // would keep it reading for the whole linger time (30 s here); past `lingerMaxBytes`
+        // (1 MiB) the server closes at once and the peer's writes fail.
+        try Self.withServer(mode: mode, { $0.lingerTimeout = 30 }) { _, ports in
+            let c = try TestClient(port: ports[0])
+            c.send("GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            #expect(c.readResponse()?.status == 200)
+            let chunk = [UInt8](repeating: 0x78, count: 64 << 10)
+            var tv = timeval(tv_sec: 1, tv_usec: 0) // a blocked send returns after 1 s
+            setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            let start = DispatchTime.now().uptimeNanoseconds
+            var sent = 0
+            var failed = false
+            while DispatchTime.now().uptimeNanoseconds - start < 10_000_000_000 {
+                let n = chunk.withUnsafeBytes { Glibc.send(c.fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n > 0 { sent += n; continue }
+                if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+                failed = true // EPIPE / ECONNRESET: the server closed
+                break
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            #expect(failed, "still sending after \(seconds) s and \(sent) bytes: the server kept lingering")
+            #expect(sent > 1 << 20, "the server read at least lingerMaxBytes before closing (sent \(sent))")
+        }
+    }
+
     // MARK: item 7 — HTTP/1 framing
 
     @Test(arguments: [
