@@ -347,6 +347,22 @@ private func expectChecksumAnswer(_ response: HTTP2TestClient.Response?, body: [
         #expect(h.onQueue { _, _ in [UInt8](repeating: 0xff, count: 100).withUnsafeBytes { h.engine.receive($0) } } == .closeAfterFlush)
     }
 
+    @Test func aPingFloodEndsInGoawayEnhanceYourCalm() {
+        // 2,000 PINGs in one read: nghttp2 refuses to queue more than 1,000 unsent ACKs
+        // (NGHTTP2_ERR_FLOODED); the peer is told to calm down, not that it broke the protocol.
+        let h = H2Harness(handler: checksumHandler())
+        var bytes = h.onQueue { c, _ in c.output() }
+        let ping: [UInt8] = [0, 0, 8, 6, 0, 0, 0, 0, 0] + Array("hostile!".utf8)
+        for _ in 0..<2_000 { bytes += ping }
+        h.onQueue { _, _ in h.feed(bytes) }
+        var out: [UInt8] = []
+        h.onQueue { _, e in while e.hasPendingOutput { e.drainOutput(into: &out, limit: 1 << 20) } }
+        #expect(h.disposition == .closeAfterFlush)
+        h.onQueue { c, _ in _ = c.receive(out) }
+        #expect(h.onQueue { c, _ in c.goawayReceived })
+        #expect(h.onQueue { c, _ in c.goawayErrorCode } == 0xB) // ENHANCE_YOUR_CALM
+    }
+
     @Test func garbageInsteadOfThePrefaceEndsTheConnection() {
         let h = H2Harness(handler: checksumHandler())
         let d = h.onQueue { _, e in Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8).withUnsafeBytes { e.receive($0) } }

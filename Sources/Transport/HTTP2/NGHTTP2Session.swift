@@ -247,10 +247,17 @@ final class NGHTTP2Session {
     }
 
     /// `receive` failed with `code`: GOAWAY with INTERNAL_ERROR when the failure was ours (out
-    /// of memory, a callback), PROTOCOL_ERROR when it was the peer's.
+    /// of memory, a callback), ENHANCE_YOUR_CALM for a flood of frames to acknowledge,
+    /// PROTOCOL_ERROR for anything else the peer did.
     func terminate(afterReceiveError code: Int32) {
-        let ours = code == NGHTTP2_ERR_NOMEM.rawValue || code == NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
-        terminate(ours ? NGHTTP2_INTERNAL_ERROR.rawValue : NGHTTP2_PROTOCOL_ERROR.rawValue)
+        switch code {
+        case NGHTTP2_ERR_NOMEM.rawValue, NGHTTP2_ERR_CALLBACK_FAILURE.rawValue:
+            terminate(NGHTTP2_INTERNAL_ERROR.rawValue)
+        case NGHTTP2_ERR_FLOODED.rawValue: // PING/SETTINGS ACKs the peer does not read
+            terminate(NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
+        default:
+            terminate(NGHTTP2_PROTOCOL_ERROR.rawValue)
+        }
     }
 
     /// Graceful GOAWAY (NO_ERROR): streams up to the last one processed still finish, newer
