@@ -3,8 +3,9 @@ compose file `docker-compose config`; the image's build phase (docker/build-step
 host into a temporary root, every library the binary loads is one the runtime image installs, and
 the binary starts the way the image's ENTRYPOINT + CMD start it (embedded default config) and
 passes the image's HEALTHCHECK. Then the compose demo topology runs on this host from
-docker/compose.yaml (container names and ports mapped to loopback ports): the load reaches each
-region's sink and no span lands in the wrong region.
+docker/compose.yaml (container names and ports mapped to loopback ports, named volumes to
+directories, its one-shot `certs` service first): the load reaches each region's sink over the
+collectors' mutual-TLS hop to the central relay, and no span lands in the wrong region.
 
 The host build is a debug build (BUILD_CONFIG=debug; the image builds release) in the scratch
 directory that built TRACERELAY_BIN, with the same flags, so it costs nothing after the suite's build;
@@ -15,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -177,38 +179,64 @@ def test_the_image_command_serves_the_embedded_default_and_is_healthy(image_root
 
 def test_the_compose_demo_runs_on_this_host(image_root):
     """docker/compose.yaml's services started as processes: each service's container ports become
-    free loopback ports, `name:port` references in commands and mounted configs point there."""
+    free loopback ports, `name:port` references in commands and mounted configs point there, and
+    each named volume becomes a directory. The one-shot `certs` service makes the demo CA and the
+    relays' certificates first (every relay that mounts them waits for it to complete), so the
+    collector → central hop runs over mutual TLS with identity pinning (`peers`)."""
     compose = yaml.safe_load(open(os.path.join(DOCKER, "compose.yaml")))
     services = compose["services"]
     # Ports a service listens on in its container: from its command and its mounted config.
-    mounts, listens = {}, {}
+    mounts, volumes, listens = {}, {}, {}
     for name, s in services.items():
-        mounts[name] = {}
+        mounts[name], volumes[name] = {}, {}
         for v in s.get("volumes", []):
             src, dst = v.split(":")[:2]
             if src.startswith("./"):
                 mounts[name][dst] = open(os.path.join(DOCKER, src)).read()
+            else:
+                volumes[name][dst] = src
         text = " ".join(s["command"]) + " ".join(mounts[name].values())
         listens[name] = sorted(set(re.findall(r"0\.0\.0\.0:(\d+)", text)))
     port = {(n, p): free_port() for n, ps in listens.items() for p in ps}
 
+    def depends(name):
+        deps = services[name].get("depends_on") or {}
+        return {d: "service_started" for d in deps} if isinstance(deps, list) else {d: c["condition"] for d, c in deps.items()}
+    one_shot = {d for n in services for d, c in depends(n).items() if c == "service_completed_successfully"}
+    assert one_shot == {"certs"}, one_shot
+    # Whoever mounts a volume the certs service writes waits until it completed, and mounts it read-only.
+    written, readers = set(volumes["certs"].values()), set()
+    for name, s in services.items():
+        for v in s.get("volumes", []) if name != "certs" else []:
+            src, _, *mode = v.split(":")
+            if src in written:
+                readers.add(name)
+                assert depends(name).get("certs") == "service_completed_successfully" and mode == ["ro"], (name, v)
+    assert readers == {"central", "collector-eu", "collector-us"}, readers
+
     def host(name, text):
         text = re.sub(r"0\.0\.0\.0:(\d+)", lambda m: f"127.0.0.1:{port[(name, m.group(1))]}", text)
-        return re.sub(r"\b([a-z][a-z0-9-]*):(\d+)\b",
+        text = re.sub(r"\b([a-z][a-z0-9-]*):(\d+)\b",
                       lambda m: f"127.0.0.1:{port[(m.group(1), m.group(2))]}" if (m.group(1), m.group(2)) in port else m.group(0), text)
+        for dst in sorted(volumes[name], key=len, reverse=True):
+            text = text.replace(dst, volume_dir[volumes[name][dst]])
+        return text
 
     work = tempfile.mkdtemp(prefix="tracerelay-demo-")
+    volume_dir = {v: os.path.join(work, "volume-" + v) for v in compose["volumes"]}
     env = image_env(image_root)
-    binary = {"tracerelay:demo": "tracerelay", "tracerelay-loadtest:demo": "loadtest"}
+    # The certs image has no entrypoint: its command runs as written (`sh` and the mounted script).
+    # Its CERTS_OWNER (the relays' user in their image) does not apply here: every process runs as us.
+    entrypoint = {"tracerelay:demo": ["tracerelay"], "tracerelay-loadtest:demo": ["loadtest"], "tracerelay-certs:demo": []}
     started = {}
 
     def start(name):
         s = services[name]
-        argv = [binary[s["image"]]] + [host(name, a) for a in s["command"]]
+        argv = entrypoint[s["image"]] + [host(name, a) for a in s["command"]]
         for dst, content in mounts[name].items():
             path = os.path.join(work, name + "-" + os.path.basename(dst))
             with open(path, "w") as f:
-                f.write(host(name, content).replace("/var/lib/tracerelay/spill", os.path.join(work, name + "-spill")))
+                f.write(host(name, content))
             argv = [path if a == dst else a for a in argv]
         if name.startswith("load-"):
             # A bounded run instead of the demo's day-long one, with a report of what was accepted.
@@ -217,12 +245,14 @@ def test_the_compose_demo_runs_on_this_host(image_root):
         started[name] = Started(argv, work, name, env=env)
         return started[name]
 
-    order = ["sink-eu", "sink-us", "central", "collector-eu", "collector-us", "load-eu", "load-us"]
+    order = ["certs", "sink-eu", "sink-us", "central", "collector-eu", "collector-us", "load-eu", "load-us"]
     assert set(order) == set(services), f"the test knows every service of the demo: {sorted(services)}"
     try:
         for name in order:
             p = start(name)
-            if "healthcheck" in services[name]:
+            if name in one_shot:
+                assert p.proc.wait(timeout=120) == 0, p.output()[-3000:]
+            elif "healthcheck" in services[name]:
                 admin = port[(name, "9901")]
                 wait_until(lambda: _ready(admin), 30, f"{name} ready", p)
             elif name.startswith("sink-"):
@@ -251,12 +281,60 @@ def test_the_compose_demo_runs_on_this_host(image_root):
             assert s["violations"] == 0 and s["noRegion"] == 0 and s["altered"] == 0, (name, s)
             assert s["uniqueSpans"] == accepted[name], (name, s, accepted)
         assert "zipkin" in json.dumps(stats("sink-eu")["perFormat"]).lower()
+        _check_central_mtls(f"http://127.0.0.1:{port[('central', '9901')]}", port[("central", "9443")], volume_dir)
+        assert {n: stats(n)["uniqueSpans"] for n in accepted} == accepted, "a span refused for its identity reached a sink"
     finally:
         codes = {n: p.stop() for n, p in reversed(list(started.items()))}
         logs = {n: p.output()[-2000:] for n, p in started.items()}
         shutil.rmtree(work, ignore_errors=True)
     for name in ("central", "collector-eu", "collector-us"):
         assert codes[name] == 0, f"{name} exit {codes[name]}:\n{logs[name]}"
+
+
+def _check_central_mtls(admin_url, tls_port, volume_dir):
+    """The demo's collector → central hop is mutual TLS: central counted handshakes (both
+    collectors, no failures yet), refuses a client without a certificate, and pins a collector's
+    certificate to its zone: collector-us's certificate cannot send an eu span."""
+    def metric(name, **labels):
+        text = requests.get(admin_url + "/metrics", timeout=5).text
+        want = [f'{k}="{v}"' for k, v in labels.items()]
+        return sum(float(m.group(3)) for m in re.finditer(r"^([a-z_]+)(\{[^}]*\})? (\S+)$", text, re.M)
+                   if m.group(1) == name and all(w in (m.group(2) or "") for w in want))
+    def tls_lines():
+        return [line for line in requests.get(admin_url + "/metrics", timeout=5).text.splitlines() if line.startswith("tracerelay_tls_")]
+    handshakes = metric("tracerelay_tls_handshakes_total")
+    print("central:", tls_lines())
+    assert handshakes >= 2, f"both collectors reach central over TLS: {tls_lines()}"
+    assert metric("tracerelay_tls_failures_total") == 0, tls_lines()
+    central, us = volume_dir["central-tls"], volume_dir["collector-us-tls"]
+    ca = os.path.join(central, "ca.pem")
+
+    # No client certificate: the handshake (or, with TLS 1.3, the first read after it) fails.
+    context = ssl.create_default_context(cafile=ca)
+    answer = b""
+    try:
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", tls_port), timeout=10), server_hostname="central") as s:
+            s.sendall(b"POST /api/v2/spans HTTP/1.1\r\nHost: central\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]")
+            answer = s.recv(4096)
+    except (ssl.SSLError, ConnectionError) as e:
+        print("central refused a client without a certificate:", e)
+    assert answer == b"", f"central answered a client without a certificate: {answer[:200]!r}"
+    wait_until(lambda: metric("tracerelay_tls_failures_total", reason="certificate_missing") >= 1, 10,
+               "a certificate_missing failure counted by central")
+
+    # collector-us's certificate claiming the eu zone (the collectors' header, which central trusts
+    # from a known peer): accepted on the wire, refused for its identity.
+    span = {"traceId": "5eed00000000d0c4", "id": "5eed00000000d0c4", "name": "forged", "localEndpoint": {"serviceName": "forger"}}
+    r = requests.post(f"https://127.0.0.1:{tls_port}/api/v2/spans", json=[span], verify=ca, timeout=10,
+                      headers={"X-Tracerelay-Tags": "kuma.io/zone=eu-west-zone-1"},
+                      cert=(os.path.join(us, "cert.pem"), os.path.join(us, "key.pem")))
+    assert r.status_code == 202, (r.status_code, r.text)
+
+    def refused():
+        return requests.get(admin_url + "/status", timeout=5).json()["routing"]["refused"]
+    wait_until(refused, 10, "the forged eu span refused")
+    counts = refused()
+    assert counts == {"identity|eu-west-1|": 1}, f"refused for its identity, nothing else refused: {counts}"
 
 
 def _ready(port):
