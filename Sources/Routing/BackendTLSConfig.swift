@@ -45,12 +45,8 @@ public struct BackendTLSConfig: Hashable, Sendable {
 extension DocumentParser {
     /// Reads `conf.tls` of `backend` (whose URLs are already parsed); nil when absent.
     func parseBackendTLS(_ conf: ConfigMapping, _ backend: BackendConfig) -> BackendTLSConfig? {
-        guard let node = conf["tls"], let m = node.map() else { return nil }
+        guard let (node, m) = httpBackendSection(conf, "tls", backend) else { return nil }
         defer { m.finish() }
-        guard [.zipkin, .datadog, .tracerelay].contains(backend.kind) else {
-            node.error(.invalidValue, "tls applies to zipkin, datadog and tracerelay backends, not \(backend.kind.rawValue)")
-            return nil
-        }
         var tls = BackendTLSConfig()
         tls.caFile = readableFile(m, "caFile", "the CA file")
         tls.certificate = readableFile(m, "certificate", "the client certificate")
@@ -70,6 +66,18 @@ extension DocumentParser {
                      + "anyone on the path can read and change its spans — use caFile instead")
         }
         return tls
+    }
+
+    /// The mapping `conf[key]` of a backend that sends over HTTP (zipkin, datadog, tracerelay);
+    /// nil when absent, not a mapping, or (an error) on another kind. The caller finishes it.
+    func httpBackendSection(_ conf: ConfigMapping, _ key: String, _ backend: BackendConfig) -> (ConfigNode, ConfigMapping)? {
+        guard let node = conf[key], let m = node.map() else { return nil }
+        guard [.zipkin, .datadog, .tracerelay].contains(backend.kind) else {
+            node.error(.invalidValue, "\(key) applies to zipkin, datadog and tracerelay backends, not \(backend.kind.rawValue)")
+            m.finish()
+            return nil
+        }
+        return (node, m)
     }
 
     /// A path that must name a readable file, or an error at the field's path.

@@ -73,7 +73,10 @@ extension DocumentParser {
             }
         }
         if let conf { parseEndpoints(conf, into: &backend) }
-        if let conf { backend.tls = parseBackendTLS(conf, backend) }
+        if let conf {
+            backend.tls = parseBackendTLS(conf, backend)
+            backend.auth = parseBackendAuth(conf, backend)
+        }
         conf?.finish()
         if let e = b["export"]?.map() { backend.export = parseExport(e) }
         return backend

@@ -79,13 +79,13 @@ extension DocumentParser {
             backend.traceId128bit = z["traceId128bit"]?.bool() ?? false
             backend.apiVersion = z["apiVersion"]?.string()
             z.ignore("sharedSpanContext")
-            z.finish()
+            parseSecurity(z, into: &backend)
         case "Datadog":
             backend.kind = .datadog
             guard let z = b.required("datadog", "the Datadog settings")?.map() else { return nil }
             backend.url = z.required("url", "the agent's URL, e.g. http://127.0.0.1:8126")?.nonEmptyString()
             backend.splitService = z["splitService"]?.bool() ?? false
-            z.finish()
+            parseSecurity(z, into: &backend)
         case "OpenTelemetry":
             b.ignore("openTelemetry")
             sink.add(.error, .invalidValue, b.path + ".type", b.line, "OpenTelemetry backends are not supported by tracerelay; expected Zipkin or Datadog")
@@ -99,5 +99,13 @@ extension DocumentParser {
         }
         if let e = b["export"]?.map() { backend.export = parseExport(e) }
         return backend
+    }
+
+    /// `tls:` and `auth:` beside an inline backend's `url` (the `zipkin:`/`datadog:` map), read
+    /// as a Mesh backend's `conf.tls` and `conf.auth` are; then the map's unknown fields.
+    private func parseSecurity(_ z: ConfigMapping, into backend: inout BackendConfig) {
+        backend.tls = parseBackendTLS(z, backend)
+        backend.auth = parseBackendAuth(z, backend)
+        z.finish()
     }
 }

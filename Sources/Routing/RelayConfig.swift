@@ -53,6 +53,8 @@ public struct BackendConfig: Hashable, Sendable {
     public var endpoints = EndpointsOptions()
     /// TLS to an https backend (`conf.tls`; BackendTLSConfig.swift). nil: none given.
     public var tls: BackendTLSConfig?
+    /// The token its requests carry (`conf.auth`; BackendAuthConfig.swift). nil: none.
+    public var auth: BackendAuthConfig?
     /// Where it was defined, e.g. `Mesh 'default'`; for messages.
     public var definedIn: String
 

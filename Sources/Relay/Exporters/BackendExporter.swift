@@ -208,26 +208,37 @@ final class BackendExporter: @unchecked Sendable {
             ])
             failures = 0
         case .retryable(let reason, let retryAfter):
-            // Back in the queue, delivered again before anything newer.
-            for d in batch.reversed() { backendQueue.nack(d) }
-            failures += 1
-            stats.update { $0.failedRequests += 1; $0.retriedSpans += spans; $0.lastError = reason }
-            if !stopped {
-                let delay = retryAfter.map { min($0, options.maxBackoffSeconds * 4) } ?? backoff(failures)
-                backoffUntil = Clock.monotonicNanos() &+ UInt64(delay * 1e9)
-                if failures >= options.downAfter && !down {
-                    down = true
-                    backendQueue.markDown()
-                    stats.update { $0.up = false }
-                    logger.warning("backend is down; its queue spills to disk and one probe request at a time tests it",
-                                   metadata: ["target": "\(sender.target)", "error": "\(reason)", "failures": "\(failures)"])
-                } else if failures == 1 {
-                    // Once per failure streak; a flapping backend starts a streak per batch.
-                    limited.log(.info, key: "retrying", "send failed; retrying", metadata: ["target": "\(sender.target)", "error": "\(reason)"])
-                }
-            }
+            retry(batch, spans: spans, reason: reason, retryAfter: retryAfter)
+        case .unauthorized(let status, let reason):
+            // Every batch gets the same answer until the token is fixed: one line a minute.
+            limited.log(.error, key: "unauthorized", "backend refused our credentials (HTTP \(status)); spans are kept and retried — "
+                        + "check conf.auth (its token file) against the tokens the backend accepts, then reload", metadata: [
+                "target": "\(sender.target)", "status": "\(status)", "spans": "\(spans)", "answer": "\(reason)",
+            ])
+            retry(batch, spans: spans, reason: reason, retryAfter: nil)
         }
         pump()
+    }
+
+    /// Puts a batch back in the queue (delivered again before anything newer), counts the
+    /// failure and backs off; marks the backend down after `downAfter` failures in a row.
+    private func retry(_ batch: [Delivery], spans: Int, reason: String, retryAfter: Double?) {
+        for d in batch.reversed() { backendQueue.nack(d) }
+        failures += 1
+        stats.update { $0.failedRequests += 1; $0.retriedSpans += spans; $0.lastError = reason }
+        guard !stopped else { return }
+        let delay = retryAfter.map { min($0, options.maxBackoffSeconds * 4) } ?? backoff(failures)
+        backoffUntil = Clock.monotonicNanos() &+ UInt64(delay * 1e9)
+        if failures >= options.downAfter && !down {
+            down = true
+            backendQueue.markDown()
+            stats.update { $0.up = false }
+            logger.warning("backend is down; its queue spills to disk and one probe request at a time tests it",
+                           metadata: ["target": "\(sender.target)", "error": "\(reason)", "failures": "\(failures)"])
+        } else if failures == 1 {
+            // Once per failure streak; a flapping backend starts a streak per batch.
+            limited.log(.info, key: "retrying", "send failed; retrying", metadata: ["target": "\(sender.target)", "error": "\(reason)"])
+        }
     }
 
     /// 100 ms × 2^(n−1), capped, with ±50 % jitter so relays do not retry in step.
@@ -275,6 +286,14 @@ final class BackendExporter: @unchecked Sendable {
             self.failures = 0
             self.backoffUntil = 0
             self.retire(old)
+            self.pump()
+        }
+    }
+
+    /// Tries again now instead of after the backoff: a reload changed the backend's token.
+    func retryNow() {
+        queue.async {
+            self.backoffUntil = 0
             self.pump()
         }
     }

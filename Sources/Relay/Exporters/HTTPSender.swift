@@ -11,7 +11,8 @@ import Transport
 /// Sends payloads to a Zipkin collector, a Datadog agent or another tracerelay over HTTP/1.1
 /// or h2c, optionally compressed, through one `HTTPClient` per URL (several URLs — tracerelay
 /// backends — are used round-robin). 2xx is success; 408, 429, 5xx and transport errors are
-/// retryable (`Retry-After` passed on); other answers are permanent.
+/// retryable (`Retry-After` passed on); 401 and 403 say our credentials are wrong (`unauthorized`,
+/// retried too); other answers are permanent. With `conf.auth` every request carries the token.
 ///
 /// `https` URLs (and a Datadog `address`/`port` with `conf.tls`) speak TLS: one `TLSContext`
 /// per sender, built here from `conf.tls` (system roots by default; ALPN offers `h2` only when
@@ -26,6 +27,9 @@ final class HTTPSender: PayloadSender, @unchecked Sendable {
     let compression: ExportOptions.Compression
     private let targets: [Target]
     private let next = Atomic<Int>(0)
+    /// The `conf.auth` header every request carries (shared with the backend's other senders;
+    /// a reload may change it).
+    private let credential: BackendCredential
     /// Latest `rate_by_service` answer of a Datadog backend (nil until it answers).
     let rates: DatadogRates?
     /// Compression contexts are not thread-safe: one per sender, used under a lock (compressing
@@ -35,8 +39,10 @@ final class HTTPSender: PayloadSender, @unchecked Sendable {
     var target: String { targets.map(\.endpoint.description).joined(separator: ",") }
 
     /// - Throws: a message naming the bad URL or address.
-    init(backend: BackendConfig, group: EventLoopGroup, logger: Logger) throws(ClientError) {
+    /// - Parameter credential: the backend's shared token header; nil: one of its own, from `backend.auth`.
+    init(backend: BackendConfig, group: EventLoopGroup, logger: Logger, credential: BackendCredential? = nil) throws(ClientError) {
         kind = backend.kind
+        self.credential = credential ?? BackendCredential(backend)
         var endpoints: [ClientEndpoint] = []
         switch backend.kind {
         case .datadog:
@@ -110,6 +116,7 @@ final class HTTPSender: PayloadSender, @unchecked Sendable {
                                                         ("User-Agent", "tracerelay/\(relayVersion)")]
         if payload.format == .datadogV04 { headers.append(("X-Datadog-Trace-Count", String(payload.traceCount))) }
         headers += payload.headers
+        if let auth = credential.header { headers.append(auth) }
         var body = payload.body
         switch compression {
         case .none: break
@@ -144,6 +151,8 @@ final class HTTPSender: PayloadSender, @unchecked Sendable {
         case 408, 429, 500..<600:
             let retry = r.headers["retry-after"].flatMap { Double($0.trimmingOWS()) }
             return .retryable("HTTP \(r.status)\(snippet(r.body))", retryAfter: retry)
+        case 401, 403:
+            return .unauthorized(status: r.status, "HTTP \(r.status)\(snippet(r.body))")
         default:
             return .permanent("HTTP \(r.status)\(snippet(r.body))")
         }
@@ -165,6 +174,7 @@ final class HTTPSender: PayloadSender, @unchecked Sendable {
             || f.name.lowercased().hasPrefix("datadog-") {
             headers.append(f)
         }
+        if let auth = credential.header { headers.append(auth) }
         t.client.send(ClientRequest(method: req.method, path: req.path, headers: headers, body: req.body)) { r in
             switch r {
             case .success(let resp): completion(Self.classify(resp, rates: nil))

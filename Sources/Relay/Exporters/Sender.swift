@@ -8,6 +8,10 @@ enum SendOutcome: Sendable, Equatable {
     /// Try again later (408/429/5xx, timeouts, connection errors, disk errors); `retryAfter`
     /// in seconds when the backend said (`Retry-After`).
     case retryable(String, retryAfter: Double?)
+    /// 401 or 403: the backend refused our credentials (a missing, wrong or rotated `conf.auth`
+    /// token). Retried like `retryable`, so spans wait (memory, then spill) for the operator to
+    /// fix the token and reload instead of being dropped; logged as an error naming the status.
+    case unauthorized(status: Int, String)
 }
 
 /// The last stage of a backend's pipeline: puts a joined payload on the wire (or on disk).

@@ -40,6 +40,8 @@ final class BackendRegistry: Sendable {
     private let metrics: RelayMetrics
     private let logger: Logger
     private let state = Mutex(State())
+    /// Each HTTP backend's `conf.auth` header, shared by its senders (Auth/BackendCredentials.swift).
+    private let credentials = BackendCredentials()
 
     init(spill: SpillSettings, group: EventLoopGroup, metrics: RelayMetrics, logger: Logger) {
         self.spill = spill
@@ -88,7 +90,7 @@ final class BackendRegistry: Sendable {
             if b.isSharded {
                 throw RelayStartError(message: "it has several endpoints (one queue each): changing its settings needs a restart")
             }
-            let h = try HTTPSender(backend: b, group: group, logger: logger)
+            let h = try HTTPSender(backend: b, group: group, logger: logger, credential: credentials.credential(for: b))
             return (h, h)
         } catch {
             throw RelayStartError(message: "backend \(b.name): \(error)")
@@ -165,6 +167,15 @@ final class BackendRegistry: Sendable {
     // MARK: changing (the reload queue only)
 
     func setLive(_ e: Entry) { state.withLock { $0.live[e.config.name] = e } }
+
+    /// Reload: every HTTP backend's senders take the token `table` read (or drop theirs); a
+    /// backend whose token changed retries at once rather than after its backoff.
+    func updateCredentials(_ table: RoutingTable) {
+        for b in table.backends where Self.sends(b.kind) && b.kind != .file {
+            guard credentials.update(b), let e = live[b.name], e.config.kind == b.kind else { continue }
+            for x in e.exporters { x.retryNow() }
+        }
+    }
 
     /// Moves a live backend to the draining list; nil when there is none of that name.
     func moveToDraining(_ name: String, generation: Int) -> Entry? {

@@ -22,7 +22,8 @@ import Transport
 ///   reopened there and drained to the old target. Batches that were being enqueued to it at
 ///   that instant get a retryable 503 (never a lost span).
 /// Listeners' TLS certificates and keys are read again and used for new connections (open ones
-/// keep theirs); listeners' ingest tokens are read again and apply from the next request. Other
+/// keep theirs); listeners' ingest tokens and backends' `conf.auth` tokens are read again and
+/// apply from the next request (a backend's token without a new sender). Other
 /// listener settings, the admin address and spill settings are not changed: the summary says a
 /// restart is needed. Reloads run one at a time on their own queue, never on a network loop.
 final class ReloadController: Sendable {
@@ -233,6 +234,7 @@ final class ReloadController: Sendable {
         for b in table.backends where BackendRegistry.sends(b.kind) {
             if var e = registry.live[b.name], e.config.kind == b.kind { e.config = b; registry.setLive(e) }
         }
+        registry.updateCredentials(table)
         for e in added {
             registry.setLive(e)
             e.exporter.start()
