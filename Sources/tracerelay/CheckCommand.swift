@@ -52,7 +52,8 @@ func renderCheck(_ t: RoutingTable, relay r: RelayDocument, path: String, tokens
     out.append("")
     out.append("backends:")
     out += table([["NAME", "TYPE", "REGION", "SAMPLING", "TARGET", "DEFINED IN"]]
-                 + t.backends.map { [$0.name, $0.kind.rawValue, $0.region ?? "-", percent($0.sampling), $0.target, $0.definedIn] })
+                 + t.backends.map { [$0.name, $0.kind.rawValue, $0.region ?? "-", percent($0.sampling),
+                                     $0.target + ($0.auth.map { " (token from \($0.tokenFile))" } ?? ""), $0.definedIn] })
     if !t.residencyEnabled {
         out.append("")
         out.append("residency: off — no backend has a region and no regions are configured, so every span is delivered")

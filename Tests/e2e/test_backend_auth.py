@@ -173,6 +173,7 @@ def test_check_warns_about_a_token_over_cleartext_and_prints_no_token(relays, tm
     out = subprocess.run([BIN, "check", "--config", str(cfg)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "sends its token (Authorization from '%s') without TLS to central.example.com" % relays.token_file in out.stdout, out.stdout
+    assert "(token from %s)" % relays.token_file in out.stdout, out.stdout  # the backends table names the file
     missing = tmp_path / "missing.yaml"
     missing.write_text(REGIONAL.format(port=9411, token=tmp_path / "no-such-token"))
     out2 = subprocess.run([BIN, "check", "--config", str(missing)], capture_output=True, text=True)
