@@ -13,7 +13,8 @@
 #                 wrk speaks HTTP/1.1 over TLS, h2load HTTP/2 by ALPN. Connections are kept alive,
 #                 so the figure is record encryption plus HTTP, with 32 handshakes per run.
 # Env:   DURATION (default 10), CONNECTIONS (32), STREAMS (10), BODY_BYTES (50000),
-#        LOOPS (event loops of transport-echo; default = cores), ECHO_FLAGS (e.g. --shared-queues,
+#        LOOPS (event loops of transport-echo; default = cores), NGINX_WORKERS (default 1; compare
+#        like with like: LOOPS=1 against 1 worker, LOOPS=2 NGINX_WORKERS=2), ECHO_FLAGS (e.g. --shared-queues,
 #        --event-mode dispatchSources to measure the per-connection Dispatch-source mode)
 set -euo pipefail
 
@@ -42,7 +43,8 @@ if [[ "${TLS:-0}" == 1 ]]; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
         -days 2 -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
     SCHEME=https; TR_TLS=(--tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem"); NG_SSL=" ssl"; PROTO_H2="h2 (TLS)"
-    NG_TLS_CONF="ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem; ssl_session_cache shared:SSL:10m;"
+    # nginx before 1.23.4 offers TLS 1.2 only unless told: both servers must speak TLS 1.3.
+    NG_TLS_CONF="ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem; ssl_session_cache shared:SSL:10m; ssl_protocols TLSv1.2 TLSv1.3;"
 fi
 
 # --- body: Zipkin v2 JSON spans until BODY_BYTES --------------------------------------------
@@ -83,7 +85,7 @@ PIDS+=("$TR_PID")
 
 cat > "$WORK/nginx.conf" <<EOF
 load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;
-worker_processes 1;
+worker_processes ${NGINX_WORKERS:-1};
 daemon off;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log warn;
@@ -144,6 +146,11 @@ run_h2load() {
 }
 
 echo "body: $BODY_SIZE bytes Zipkin JSON; $DURATION s per run; $SCHEME; $(nproc) cores shared with the load client"
+if [[ "${TLS:-0}" == 1 ]]; then # what each server negotiates with OpenSSL's defaults (must be the same)
+    for p in "$TR_PORT" "$NG_PORT"; do
+        echo "port $p: $(openssl s_client -connect "127.0.0.1:$p" </dev/null 2>/dev/null | grep -m1 -E '^New, ')"
+    done
+fi
 read -r TR_H1 TR_H1_CPU TR_H1_BAD < <(run_wrk "$TR_PORT" "$TR_PID")
 read -r NG_H1 NG_H1_CPU NG_H1_BAD < <(run_wrk "$NG_PORT" "${NG_PIDS[@]}")
 read -r TR_H2 TR_H2_CPU TR_H2_BAD < <(run_h2load "$TR_PORT" "$TR_PID")

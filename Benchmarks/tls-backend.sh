@@ -4,6 +4,8 @@
 # (reading every body), once per case:
 #   http1   http://  HTTP/1.1 pool          h2c     http:// h2c (prior knowledge)
 #   https1  https:// HTTP/1.1 (ALPN)        h2tls   https:// h2 chosen by ALPN
+#   both    (not in the default list) h2tls with TLS on the ingest side too: h2load speaks h2 over
+#           TLS to the relay's listener (--tls-cert/--tls-key) — the pipeline with TLS on both sides
 # The figure is spans per second per core of relay CPU (utime+stime from /proc, from the start
 # of the load until everything accepted was sent), as in pipeline.sh: ingest (h2c) is the same
 # in every case, so the difference is what TLS costs the exporter. Loss check: sent == accepted.
@@ -57,15 +59,19 @@ for _ in $(seq 100); do curl -s -o /dev/null --cacert "$WORK/ca.pem" "https://lo
 TICKS=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# run_case NAME URL PROTOCOL → one table row
+# run_case NAME URL PROTOCOL [tls] → one table row; "tls": the relay's listener speaks TLS too
 run_case() {
-    local name=$1 url=$2 protocol=$3 tls=()
+    local name=$1 url=$2 protocol=$3 ingest=${4:-plain} tls=() listen_tls=() scheme=http warm=(--http2-prior-knowledge)
+    if [[ $ingest == tls ]]; then
+        listen_tls=(--tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key"); scheme=https
+        warm=(--http2 --cacert "$WORK/ca.pem")
+    fi
     [[ $url == https* ]] && tls=(-e "/^ *traceId128bit:/a\\        tls: {caFile: $WORK/ca.pem}")
     sed -e "s|url: http://127.0.0.1:@NGINX_PORT@/api/v2/spans|url: $url|" -e "s|@TRACEID128@|true|" \
         -e "s|@EXPORT@|{protocol: $protocol, $EXPORT}|" "${tls[@]}" "$HERE/pipeline/relay-zipkin.yaml" > "$WORK/$name.yaml"
     local rp ap; rp=$(free_port); ap=$(free_port)
     "$TR" serve --config "$WORK/$name.yaml" --listen "127.0.0.1:$rp" --admin "127.0.0.1:$ap" \
-        --spill-dir "$WORK/spill-$name" > "$WORK/relay-$name.log" 2>&1 &
+        --spill-dir "$WORK/spill-$name" "${listen_tls[@]}" > "$WORK/relay-$name.log" 2>&1 &
     RELAY_PID=$!
     local admin="127.0.0.1:$ap"
     for _ in $(seq 200); do
@@ -73,14 +79,14 @@ run_case() {
         kill -0 "$RELAY_PID" 2>/dev/null || { echo "relay ($name) exited:" >&2; tail -5 "$WORK/relay-$name.log" >&2; exit 1; }
         sleep 0.05
     done
-    curl -s -o /dev/null --http2-prior-knowledge -H 'Content-Type: application/json' \
-        --data-binary @"$WORK/bodies/zipkin-0.json" "http://127.0.0.1:$rp/api/v2/spans"
+    curl -s -o /dev/null "${warm[@]}" -H 'Content-Type: application/json' \
+        --data-binary @"$WORK/bodies/zipkin-0.json" "$scheme://localhost:$rp/api/v2/spans"
     $BENCH wait-drained "$admin" sink 30 > /dev/null
     read -r i0 _ s0 _ _ _ _ < <($BENCH summary "$admin" sink)
     local c0 t0 c1 t1
     c0=$(cpu_ticks "$RELAY_PID"); t0=$(now)
     h2load -c "$H2_CONNECTIONS" -m "$H2_STREAMS" -t 1 -D "$DURATION" -d "$WORK/bodies/zipkin-0.json" \
-        -H 'content-type: application/json' "http://127.0.0.1:$rp/api/v2/spans" > "$WORK/load-$name.txt" 2>&1 || true
+        -H 'content-type: application/json' "$scheme://127.0.0.1:$rp/api/v2/spans" > "$WORK/load-$name.txt" 2>&1 || true
     $BENCH wait-drained "$admin" sink 120 > /dev/null
     c1=$(cpu_ticks "$RELAY_PID"); t1=$(now)
     read -r i1 _ s1 _ _ _ _ < <($BENCH summary "$admin" sink)
@@ -102,6 +108,7 @@ for c in $CASES; do
         https1) run_case https1 "https://localhost:$TLS/api/v2/spans" http1 ;;
         h2c)    run_case h2c "http://127.0.0.1:$H2C/api/v2/spans" h2c ;;
         h2tls)  run_case h2tls "https://localhost:$TLS/api/v2/spans" h2c ;;
+        both)   run_case both "https://localhost:$TLS/api/v2/spans" h2c tls ;;
         *) echo "unknown case $c" >&2; exit 1 ;;
     esac
 done
