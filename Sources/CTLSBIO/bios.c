@@ -29,11 +29,14 @@ static int bytes_reserve(bytes_t *b, size_t more) {
     return 1;
 }
 
-/* Marks everything read; gives back a large buffer (a burst is over). */
+/* Marks everything read; gives back a buffer larger than any steady use (a burst is over). The
+   HTTPS client encrypts up to 1 MiB at a time (ClientConnection.tlsChunk) and drains it at once:
+   its buffer must survive that, or every batch would grow it anew (reallocs, fresh pages). */
+#define BYTES_KEEP_MAX (4u * 1024 * 1024)
 static void bytes_reset_if_empty(bytes_t *b) {
     if (b->off < b->len) return;
     b->off = b->len = 0;
-    if (b->cap > 256 * 1024) {
+    if (b->cap > BYTES_KEEP_MAX) {
         free(b->data);
         b->data = NULL;
         b->cap = 0;
