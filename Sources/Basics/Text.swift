@@ -35,3 +35,15 @@ public func jsonQuoted<S: StringProtocol>(_ s: S) -> String {
     }
     return out + "\""
 }
+
+/// The value of one ASCII hex digit (`0-9`, `a-f`, `A-F`), or nil: percent-escapes in headers
+/// and query strings. (The HTTP engines' chunk-size parser keeps its own inlined copy.)
+@inlinable
+public func hexDigitValue(_ b: UInt8) -> UInt8? {
+    switch b {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
+    default: nil
+    }
+}

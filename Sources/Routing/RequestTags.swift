@@ -56,7 +56,7 @@ public enum TracerelayTagsHeader {
         while i < s.endIndex {
             let b = s[i]
             if b == UInt8(ascii: "%") {
-                guard i + 2 < s.endIndex, let hi = hexValue(s[i + 1]), let lo = hexValue(s[i + 2]) else { return nil }
+                guard i + 2 < s.endIndex, let hi = hexDigitValue(s[i + 1]), let lo = hexDigitValue(s[i + 2]) else { return nil }
                 bytes.append(hi << 4 | lo)
                 i += 3
             } else {
@@ -65,14 +65,5 @@ public enum TracerelayTagsHeader {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
-    }
-
-    private static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

@@ -65,7 +65,7 @@ struct RouteQuery: Equatable {
         var it = Array(s.utf8)[...]
         while let c = it.popFirst() {
             if c == UInt8(ascii: "+") { out.append(UInt8(ascii: " ")); continue }
-            if c == UInt8(ascii: "%"), it.count >= 2, let h = hex(it[it.startIndex]), let l = hex(it[it.startIndex + 1]) {
+            if c == UInt8(ascii: "%"), it.count >= 2, let h = hexDigitValue(it[it.startIndex]), let l = hexDigitValue(it[it.startIndex + 1]) {
                 out.append(h << 4 | l)
                 it = it.dropFirst(2)
                 continue
@@ -73,15 +73,6 @@ struct RouteQuery: Equatable {
             out.append(c)
         }
         return String(decoding: out, as: UTF8.self)
-    }
-
-    private static func hex(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }
 
