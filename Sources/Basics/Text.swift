@@ -36,8 +36,8 @@ public func jsonQuoted<S: StringProtocol>(_ s: S) -> String {
     return out + "\""
 }
 
-/// The value of one ASCII hex digit (`0-9`, `a-f`, `A-F`), or nil: percent-escapes in headers
-/// and query strings. (The HTTP engines' chunk-size parser keeps its own inlined copy.)
+/// The value of one ASCII hex digit (`0-9`, `a-f`, `A-F`), or nil: chunk sizes, percent-escapes
+/// in headers and query strings.
 @inlinable
 public func hexDigitValue(_ b: UInt8) -> UInt8? {
     switch b {
@@ -45,5 +45,15 @@ public func hexDigitValue(_ b: UInt8) -> UInt8? {
     case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
     case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
     default: nil
+    }
+}
+
+/// RFC 9110 `tchar`: the bytes of a method, a header name or a token.
+@inlinable
+public func isTokenChar(_ b: UInt8) -> Bool {
+    switch b {
+    case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: true
+    case 0x21, 0x23, 0x24, 0x25, 0x26, 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E: true
+    default: false
     }
 }

@@ -143,11 +143,3 @@ func isLoopbackHost(_ host: String) -> Bool {
     let h = host.lowercased()
     return h == "localhost" || h.hasSuffix(".localhost") || h.hasPrefix("127.") || h == "[::1]" || h == "::1"
 }
-
-/// RFC 9110 `tchar`.
-private func isTokenChar(_ c: UInt8) -> Bool {
-    switch c {
-    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
-    default: "!#$%&'*+-.^_`|~".utf8.contains(c)
-    }
-}

@@ -166,8 +166,8 @@ public final class TLSEngine {
         lend(ciphertext, &events) { events in
             if state == .handshaking { advanceHandshake(&events) }
             guard handshake != nil, state == .established || state == .closed, !closeNotifyReceived,
-                  let start = buffer.baseAddress, buffer.count > 0 else { return }
-            decrypt(into: start, count: buffer.count, deliver: deliver, &events)
+                  buffer.count > 0 else { return }
+            decrypt(into: buffer, deliver: deliver, &events)
         }
         return events
     }
@@ -185,11 +185,12 @@ public final class TLSEngine {
         fail(TLSError(.configuration, "out of memory keeping \(rest) bytes of TLS input"), &events)
     }
 
-    /// Decrypts into `start..<start+count`, handing each full buffer (and the last part) to
-    /// `deliver` until it returns false or OpenSSL wants more input.
-    private func decrypt(into start: UnsafeMutableRawPointer, count: Int, deliver: (UnsafeRawBufferPointer) -> Bool,
+    /// Decrypts into `buffer` (not empty), handing each full buffer (and the last part) to
+    /// `deliver` until it returns false or OpenSSL wants more input. The error queue was
+    /// cleared by `lend`.
+    private func decrypt(into buffer: UnsafeMutableRawBufferPointer, deliver: (UnsafeRawBufferPointer) -> Bool,
                          _ events: inout [TLSEvent]) {
-        let buffer = UnsafeMutableRawBufferPointer(start: start, count: count)
+        let start = buffer.baseAddress!
         var filled = 0
         reading: while true {
             let n = SSL_read(ssl, start + filled, Int32(min(buffer.count - filled, Int(Int32.max))))
@@ -258,27 +259,12 @@ public final class TLSEngine {
         if let e = queued.withUnsafeBytes({ encrypt($0) }) { events.append(.failed(e)) }
     }
 
+    /// Decrypts everything available onto the end of `plaintext` (one record at a time through a
+    /// stack buffer).
     private func readPlaintext(into plaintext: inout [UInt8], _ events: inout [TLSEvent]) {
         guard !closeNotifyReceived else { return }
         withUnsafeTemporaryAllocation(byteCount: Self.readChunk, alignment: 1) { buffer in
-            while true { // the error queue was cleared by `lend`
-                let n = SSL_read(ssl, buffer.baseAddress, Int32(buffer.count))
-                if n > 0 {
-                    plaintext.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<Int(n)]))
-                    continue
-                }
-                let err = SSL_get_error(ssl, n)
-                switch err {
-                case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
-                    return
-                case SSL_ERROR_ZERO_RETURN:
-                    closeNotifyReceived = true
-                    events.append(.closeNotifyReceived)
-                    return
-                default:
-                    return fail(failure(err, handshaking: false), &events)
-                }
-            }
+            decrypt(into: buffer, deliver: { plaintext.append(contentsOf: $0); return true }, &events)
         }
     }
 

@@ -421,7 +421,7 @@ final class Connection: ConnectionContext, @unchecked Sendable {
         }
         // Not reading (backpressure) and not writing: a peer that reset the connection meanwhile
         // is seen by no event, so ask the socket.
-        if readSuspended || outputBacklogged, Self.pendingError(fd) != 0 { return close() }
+        if readSuspended || outputBacklogged, Socket.pendingError(fd) != 0 { return close() }
         // The peer may have taken output without our writing anything since (no EAGAIN, so
         // no write event): look again.
         if outputBacklogged && measureBacklog() {
@@ -478,13 +478,6 @@ final class Connection: ConnectionContext, @unchecked Sendable {
     }
 
     private func seconds(_ s: Double) -> UInt64 { UInt64(s * 1e9) }
-
-    /// The socket's pending error (`SO_ERROR`: ECONNRESET after the peer's RST), 0 if none.
-    static func pendingError(_ fd: Int32) -> Int32 {
-        var err: Int32 = 0
-        var len = socklen_t(MemoryLayout<Int32>.size)
-        return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 ? err : 0
-    }
 
     /// Buffer capacity held by the connection and its engine (tests of buffer reuse). On `queue`.
     var retainedBufferBytes: Int { out.capacity + sniffed.capacity + (engine?.retainedBufferBytes ?? 0) }

@@ -31,24 +31,6 @@ func bytesEqual(_ p: UnsafeRawBufferPointer, _ at: Int, _ s: StaticString) -> Bo
 
 @inline(__always) func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
 
-@inline(__always) func hexValue(_ b: UInt8) -> Int? {
-    switch b {
-    case 0x30...0x39: Int(b - 0x30)
-    case 0x41...0x46: Int(b - 0x41 + 10)
-    case 0x61...0x66: Int(b - 0x61 + 10)
-    default: nil
-    }
-}
-
-/// RFC 9110 tchar.
-func isTokenChar(_ b: UInt8) -> Bool {
-    switch b {
-    case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: true
-    case 0x21, 0x23, 0x24, 0x25, 0x26, 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E: true
-    default: false
-    }
-}
-
 /// Comma-separated list elements, trimmed and lower-cased.
 func tokens(_ value: String) -> [String] {
     value.split(separator: ",").map { $0.trimmingOWS().lowercased() }.filter { !$0.isEmpty }
@@ -114,9 +96,9 @@ func parseChunkSizeLine(_ p: UnsafeRawBufferPointer, _ start: Int, _ lf: Int, ba
     var k = start
     var size = 0
     var digits = 0
-    while k < le, let d = hexValue(p[k]) {
+    while k < le, let d = hexDigitValue(p[k]) {
         if digits >= 15 { return .failure(.tooLarge) }
-        size = size << 4 | d
+        size = size << 4 | Int(d)
         digits += 1
         k += 1
     }

@@ -55,6 +55,14 @@ enum Socket {
         }
     }
 
+    /// The socket's pending error (`SO_ERROR`: a failed connect, ECONNRESET after the peer's
+    /// RST), 0 if none; `errno` if it cannot be read.
+    static func pendingError(_ fd: Int32) -> Int32 {
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 ? err : errno
+    }
+
     static func localPort(_ fd: Int32) throws(SystemCallError) -> Int {
         var storage = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)

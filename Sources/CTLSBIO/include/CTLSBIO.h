@@ -1,7 +1,8 @@
 #ifndef TRACERELAY_CTLSBIO_H
 #define TRACERELAY_CTLSBIO_H
-/* Two OpenSSL BIOs for the sans-IO TLS engine, in place of a pair of memory BIOs: each saves a
-   copy of every byte (and the memory BIO's zero-filling as it grows).
+/* Two OpenSSL BIOs for the sans-IO TLS engine, in place of a pair of memory BIOs: the input one
+   saves a copy of every byte received; the output one is copied out of once, with no
+   zero-filling first.
 
    Input ("lent") BIO: the ciphertext read from the socket is lent for the duration of one feed
    (tr_inbio_lend) and OpenSSL reads its records straight from the caller's buffer. When the

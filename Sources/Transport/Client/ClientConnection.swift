@@ -274,9 +274,7 @@ final class ClientConnection: PollTarget, @unchecked Sendable {
     // MARK: connecting
 
     private func finishConnect(writable: Bool, hangup: Bool) {
-        var err: Int32 = 0
-        var len = socklen_t(MemoryLayout<Int32>.size)
-        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 { err = errno }
+        let err = Socket.pendingError(fd)
         if err != 0 { return connectFailed(errnoText(err)) }
         if writable { return connected() }
         if hangup { connectFailed("the connection was closed while connecting") }
